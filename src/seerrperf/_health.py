@@ -1,0 +1,281 @@
+"""Database health checks that really ask the database, within a deadline.
+
+``check_database_health`` / ``async_check_database_health`` never raise for a
+database problem: they return a :class:`HealthResult`. The deadline holds even
+when the server accepts a connection and then never answers: a watchdog shuts
+the connection's socket down when time is up, which fails the query at once
+(the pool then discards that connection). Cancelling the query instead would
+make psycopg wait up to ten seconds for the server to acknowledge.
+
+``health_report`` turns results into an ``application/health+json`` response
+(draft-inadarei-api-health-check).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from ._exceptions import ConfigurationError
+from ._redact import dsn_secrets, redact
+
+__all__ = [
+    "HealthReport",
+    "HealthResult",
+    "async_check_database_health",
+    "check_database_health",
+    "health_report",
+]
+
+logger = logging.getLogger("seerrperf.health")
+
+HEALTH_CONTENT_TYPE = "application/health+json"
+_QUERY = "SELECT 1"
+_MAX_ERROR_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class HealthResult:
+    """The outcome of one database health check.
+
+    Attributes:
+        healthy: ``True`` when the database answered within the deadline.
+        status: ``"pass"`` or ``"fail"`` (the health+json vocabulary).
+        latency_ms: Time from the start of the check to its outcome.
+        error: A short, password-free reason when unhealthy.
+        pool: ``psycopg_pool`` statistics taken after the check.
+        component: Name used for the report's check key (``"postgres"``).
+        checked_at: When the check ran (UTC).
+    """
+
+    healthy: bool
+    status: Literal["pass", "fail"]
+    latency_ms: float
+    error: str | None = None
+    pool: Mapping[str, int] = field(default_factory=dict)
+    component: str = "postgres"
+    checked_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "healthy": self.healthy,
+            "status": self.status,
+            "latency_ms": round(self.latency_ms, 3),
+            "error": self.error,
+            "pool": dict(self.pool),
+            "component": self.component,
+            "checked_at": self.checked_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """An ``application/health+json`` HTTP response, framework-neutral.
+
+    Attributes:
+        status_code: 200 when every check passes, else 503.
+        headers: ``Content-Type`` and ``Cache-Control: no-store``.
+        body: The health+json document as a dict.
+    """
+
+    status_code: int
+    headers: Mapping[str, str]
+    body: Mapping[str, Any]
+
+    def json(self) -> str:
+        """Return the body serialised as compact JSON."""
+        return json.dumps(self.body, separators=(",", ":"), sort_keys=True)
+
+
+def _validate_timeout(timeout: float) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+class _Check:
+    """Shared, I/O-free bookkeeping for one check: deadline, result, errors."""
+
+    def __init__(self, pool: ConnectionPool[Any] | AsyncConnectionPool[Any], timeout: float):
+        self.pool = pool
+        self.timeout = _validate_timeout(timeout)
+        self.start = time.monotonic()
+        self.deadline = self.start + self.timeout
+        self.secrets = dsn_secrets(pool.conninfo) if isinstance(pool.conninfo, str) else ()
+
+    def remaining(self) -> float:
+        return max(0.001, self.deadline - time.monotonic())
+
+    def result(self, error: BaseException | None, *, timed_out: bool = False) -> HealthResult:
+        latency = (time.monotonic() - self.start) * 1000.0
+        message: str | None = None
+        if timed_out:
+            message = f"no answer from the database within {self.timeout:g} s"
+        elif error is not None:
+            message = self._describe(error)
+        stats = self.pool.get_stats()
+        if message is not None:
+            logger.warning("database health check failed: %s", message)
+        return HealthResult(
+            healthy=message is None,
+            status="pass" if message is None else "fail",
+            latency_ms=latency,
+            error=message,
+            pool=stats,
+        )
+
+    def _describe(self, error: BaseException) -> str:
+        text = " ".join(str(error).split()) or "no details"
+        text = redact(f"{type(error).__name__}: {text}", self.secrets)
+        return text[:_MAX_ERROR_LENGTH]
+
+
+class _Watchdog:
+    """Shut a socket down if a query is still running at the deadline.
+
+    A duplicate descriptor shares the socket: shutting it down wakes the
+    blocked reader with EOF at once, and closing our copy leaves psycopg's.
+    """
+
+    def __init__(self, fd: int, seconds: float) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+        self._finished = False
+        self._fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self._fired = True
+            with contextlib.suppress(OSError), socket.socket(fileno=os.dup(self._fd)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> bool:
+        """Stop the watchdog; return whether it shut the socket down."""
+        self._timer.cancel()
+        with self._lock:
+            self._finished = True
+            return self._fired
+
+
+def check_database_health(pool: ConnectionPool[Any], *, timeout: float = 2.0) -> HealthResult:
+    """Run ``SELECT 1`` through ``pool`` and report the outcome.
+
+    Args:
+        pool: An open ``psycopg_pool.ConnectionPool``.
+        timeout: Seconds for checkout plus query together.
+
+    Returns:
+        A :class:`HealthResult`; it is never an exception for database
+        problems, and it arrives within ``timeout`` plus a small margin.
+
+    Raises:
+        ConfigurationError: ``timeout`` is not a positive number.
+    """
+    check = _Check(pool, timeout)
+    try:
+        with pool.connection(timeout=check.remaining()) as conn:
+            dog = _Watchdog(conn.pgconn.socket, check.remaining())
+            error: psycopg.Error | None = None
+            try:
+                conn.execute(_QUERY).fetchone()
+            except psycopg.Error as exc:
+                error = exc
+            if dog.finish():
+                conn.close()  # its socket is shut: the pool must not hand it out
+                return check.result(None, timed_out=True)
+            if error is not None:
+                return check.result(error)
+    except Exception as exc:  # health checks report, they do not raise
+        return check.result(exc)
+    return check.result(None)
+
+
+async def async_check_database_health(
+    pool: AsyncConnectionPool[Any], *, timeout: float = 2.0
+) -> HealthResult:
+    """Run ``SELECT 1`` through an async ``pool`` and report the outcome.
+
+    The async twin of :func:`check_database_health`, with the same guarantees.
+    """
+    check = _Check(pool, timeout)
+    try:
+        async with pool.connection(timeout=check.remaining()) as conn:
+            dog = _Watchdog(conn.pgconn.socket, check.remaining())
+            error: psycopg.Error | None = None
+            try:
+                await (await conn.execute(_QUERY)).fetchone()
+            except psycopg.Error as exc:
+                error = exc
+            if dog.finish():
+                await conn.close()  # its socket is shut: the pool must not hand it out
+                return check.result(None, timed_out=True)
+            if error is not None:
+                return check.result(error)
+    except Exception as exc:  # health checks report, they do not raise
+        return check.result(exc)
+    return check.result(None)
+
+
+def health_report(*results: HealthResult, version: str | None = None) -> HealthReport:
+    """Build an ``application/health+json`` response from health results.
+
+    Args:
+        *results: One or more :class:`HealthResult`.
+        version: Optional service version for the report's ``version`` field.
+
+    Returns:
+        A :class:`HealthReport`: 200 when all results pass (and at least one
+        was given), 503 otherwise; never cacheable.
+    """
+    checks: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        when = result.checked_at.isoformat().replace("+00:00", "Z")
+        entry: dict[str, Any] = {
+            "componentType": "datastore",
+            "observedValue": round(result.latency_ms, 3),
+            "observedUnit": "ms",
+            "status": result.status,
+            "time": when,
+        }
+        if result.error:
+            entry["output"] = result.error
+        checks.setdefault(f"{result.component}:responseTime", []).append(entry)
+        if result.pool:
+            checks.setdefault(f"{result.component}:connections", []).append(
+                {
+                    "componentType": "datastore",
+                    "observedValue": int(result.pool.get("pool_size", 0)),
+                    "observedUnit": "connections",
+                    "status": result.status,
+                    "time": when,
+                }
+            )
+    passing = bool(results) and all(r.healthy for r in results)
+    body: dict[str, Any] = {"status": "pass" if passing else "fail", "checks": checks}
+    if version is not None:
+        body["version"] = version
+    if not results:
+        body["output"] = "no health checks were run"
+    return HealthReport(
+        status_code=200 if passing else 503,
+        headers={"Content-Type": HEALTH_CONTENT_TYPE, "Cache-Control": "no-store"},
+        body=body,
+    )

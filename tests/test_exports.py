@@ -1,0 +1,50 @@
+"""The public API is exactly what __all__ says, and it stays that way on purpose."""
+
+from __future__ import annotations
+
+import seerrperf
+import seerrperf.testing
+
+EXPECTED = {
+    "ConfigurationError",
+    "HealthReport",
+    "HealthResult",
+    "PoolSettings",
+    "SeerrperfError",
+    "__version__",
+    "async_check_database_health",
+    "async_pool_factory",
+    "check_database_health",
+    "health_report",
+    "pool_factory",
+}
+
+EXPECTED_TESTING = {"EmbeddedPostgres", "EmbeddedPostgresError", "embedded_postgres"}
+
+
+def test_all_is_pinned() -> None:
+    assert set(seerrperf.__all__) == EXPECTED
+    assert sorted(seerrperf.__all__) == list(seerrperf.__all__)
+
+
+def test_every_exported_name_exists_and_is_documented() -> None:
+    for module, names in ((seerrperf, EXPECTED), (seerrperf.testing, EXPECTED_TESTING)):
+        for name in names:
+            obj = getattr(module, name)
+            if name != "__version__":
+                assert obj.__doc__, f"{name} has no docstring"
+
+
+def test_testing_all_is_pinned() -> None:
+    assert set(seerrperf.testing.__all__) == EXPECTED_TESTING
+
+
+def test_version_comes_from_metadata() -> None:
+    from importlib.metadata import version
+
+    assert seerrperf.__version__ == version("seerrperf")
+
+
+def test_configuration_error_is_a_value_error() -> None:
+    assert issubclass(seerrperf.ConfigurationError, ValueError)
+    assert issubclass(seerrperf.ConfigurationError, seerrperf.SeerrperfError)
