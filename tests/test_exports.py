@@ -6,6 +6,7 @@ import seerrperf
 import seerrperf.testing
 
 EXPECTED = {
+    "CacheControl",
     "ConfigurationError",
     "HealthReport",
     "HealthResult",
@@ -14,9 +15,17 @@ EXPECTED = {
     "__version__",
     "async_check_database_health",
     "async_pool_factory",
+    "cache_control",
     "check_database_health",
+    "etag_for",
     "health_report",
+    "http_date",
+    "immutable_headers",
+    "is_not_modified",
+    "no_store_headers",
     "pool_factory",
+    "private_headers",
+    "swr_headers",
 }
 
 EXPECTED_TESTING = {"EmbeddedPostgres", "EmbeddedPostgresError", "embedded_postgres"}
@@ -37,6 +46,13 @@ def test_every_exported_name_exists_and_is_documented() -> None:
 
 def test_testing_all_is_pinned() -> None:
     assert set(seerrperf.testing.__all__) == EXPECTED_TESTING
+
+
+def test_starlette_all_is_pinned() -> None:
+    import seerrperf.starlette
+
+    assert seerrperf.starlette.__all__ == ["json_response"]
+    assert seerrperf.starlette.json_response.__doc__
 
 
 def test_version_comes_from_metadata() -> None:

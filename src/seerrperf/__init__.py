@@ -5,6 +5,17 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from ._exceptions import ConfigurationError, SeerrperfError
+from ._headers import (
+    CacheControl,
+    cache_control,
+    etag_for,
+    http_date,
+    immutable_headers,
+    is_not_modified,
+    no_store_headers,
+    private_headers,
+    swr_headers,
+)
 from ._health import (
     HealthReport,
     HealthResult,
@@ -20,6 +31,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "CacheControl",
     "ConfigurationError",
     "HealthReport",
     "HealthResult",
@@ -28,7 +40,15 @@ __all__ = [
     "__version__",
     "async_check_database_health",
     "async_pool_factory",
+    "cache_control",
     "check_database_health",
+    "etag_for",
     "health_report",
+    "http_date",
+    "immutable_headers",
+    "is_not_modified",
+    "no_store_headers",
     "pool_factory",
+    "private_headers",
+    "swr_headers",
 ]
