@@ -6,9 +6,13 @@ import seerrperf
 import seerrperf.testing
 
 EXPECTED = {
+    "AsyncLock",
     "ConfigurationError",
     "HealthReport",
     "HealthResult",
+    "LockStatistics",
+    "LockTimeout",
+    "PgAdvisoryLock",
     "PoolSettings",
     "SeerrperfError",
     "__version__",
