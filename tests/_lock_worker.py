@@ -51,9 +51,7 @@ async def create_request(
     if between is not None:
         await between()
     await conn.execute(
-        sql.SQL("INSERT INTO {} (media_type, tmdb_id, pid) VALUES ('movie', %s, %s)").format(
-            ident
-        ),
+        sql.SQL("INSERT INTO {} (media_type, tmdb_id, pid) VALUES ('movie', %s, %s)").format(ident),
         (tmdb_id, os.getpid()),
     )
     return True

@@ -606,10 +606,13 @@ async def test_the_transaction_commits_on_success_and_rolls_back_on_error(
 ) -> None:
     adv = PgAdvisoryLock(pool)
     assert await adv.dispatch(("movie", 1), _lock_worker.create_request, table, 1) is True
+
+    async def create_then_fail(conn: psycopg.AsyncConnection[Any]) -> None:
+        assert await _lock_worker.create_request(conn, table, 2) is True
+        raise Boom
+
     with pytest.raises(Boom):
-        async with adv(("movie", 2)) as conn:
-            await _lock_worker.create_request(conn, table, 2)
-            raise Boom
+        await adv.dispatch(("movie", 2), create_then_fail)
     assert await adv.dispatch(("movie", 1), _lock_worker.create_request, table, 1) is False
     assert await adv.dispatch(("movie", 2), _lock_worker.create_request, table, 2) is True
 
