@@ -6,9 +6,14 @@ most of it is the port of Seerr's lock at 20,000 waiters).
 1. Uncontended acquire/release: ``async with lock(key)`` with nothing else
    running, over 1,024 ``("movie", id)`` keys; bare ``asyncio.Lock`` is the floor.
 2. Drain: n tasks queue on one key, each doing ``await asyncio.sleep(0)``
-   inside; time until all are done.
+   inside; time until all are done. The garbage collector is paused while
+   timing (for every contender alike): its passes over n live tasks grow
+   faster than n and would hide the locks' own growth.
 3. Memory: 100,000 acquisitions over 10,000 distinct keys (1,000 tasks at a
-   time); memory still allocated afterwards, and keys still tracked.
+   time); memory still allocated after 10,000 and after 100,000, and keys
+   still tracked. The harness alone keeps some (asyncio's task registry does
+   not shrink); a lock that forgets its keys adds nothing on top, a
+   ``defaultdict(asyncio.Lock)`` keeps every key it has seen.
 
 Every contender runs in the same process, interleaved, so the ratios compare
 like with like; each figure is the best of several rounds.
@@ -168,8 +173,6 @@ async def _drain_s(runner: Runner, n: int) -> float:
     async def body() -> None:
         await asyncio.sleep(0)
 
-    # The collector's passes over n live tasks grow faster than n and would
-    # hide the locks' own growth; it is paused alike for every contender.
     gc.collect()
     gc.disable()
     try:
@@ -180,14 +183,17 @@ async def _drain_s(runner: Runner, n: int) -> float:
         gc.enable()
 
 
-async def bench_drain(sizes: tuple[int, ...]) -> dict[str, dict[int, float]]:
+async def bench_drain(sizes: tuple[int, ...], rounds: int = 5) -> dict[str, dict[int, float]]:
     result: dict[str, dict[int, float]] = {name: {} for name in CONTENDERS}
     for n in sizes:
-        for name, make in CONTENDERS.items():
-            # The port is quadratic: one round of it takes longer than all
-            # rounds of the others, and its noise is small in comparison.
-            rounds = 1 if name.startswith("Seerr") else 5
-            result[name][n] = min([await _drain_s(make(), n) for _ in range(rounds)])
+        for r in range(rounds):
+            # Rounds interleave, so a burst of load elsewhere hits every contender.
+            for name, make in CONTENDERS.items():
+                # The port is quadratic: one round of it takes longer than all
+                # rounds of the others, and its noise is small in comparison.
+                if r == 0 or not name.startswith("Seerr"):
+                    t = await _drain_s(make(), n)
+                    result[name][n] = min(result[name].get(n, t), t)
     return result
 
 
@@ -200,7 +206,12 @@ def _memory_contenders() -> dict[str, tuple[Runner, Callable[[], int]]]:
     keyed = AsyncioKeyedLock()
     seerr = SeerrAsyncLock()
     naive: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def no_lock(key: Hashable, body: Callable[[], Awaitable[None]]) -> None:
+        await body()
+
     return {
+        "no lock (harness alone)": (no_lock, lambda: 0),
         "seerrperf.AsyncLock": (_with(ours), lambda: len(ours)),
         "asyncio-keyed-lock": (_with(keyed), lambda: keyed.active_keys_count),  # type: ignore[arg-type]
         "Seerr AsyncLock (port)": (seerr.dispatch, lambda: len(seerr._locked)),
@@ -277,12 +288,13 @@ def main() -> None:
     growth = {name: times[20_000] / times[10_000] for name, times in drain.items()}
     print("time(20k) / time(10k): " + ", ".join(f"{k} {v:.2f}" for k, v in growth.items()))
 
-    print("\nMemory still allocated after n acquisitions over 10,000 keys (1,000 tasks at a time)")
-    widths = [24, 14, 14, 14]
-    print(_row(["lock", "n=10,000", "n=100,000", "keys kept"], widths))
+    print("\nBytes still allocated after n acquisitions over 10,000 keys (1,000 tasks at a time)")
+    widths = [24, 12, 12, 12, 10]
+    print(_row(["lock", "n=10,000", "n=100,000", "growth", "keys kept"], widths))
     for name, m in memory.items():
-        cells = [f"{m['retained_bytes_after_10000']:,}", f"{m['retained_bytes_after_100000']:,}"]
-        print(_row([name, *cells, f"{m['keys_tracked_after']:,}"], widths))
+        first, last = m["retained_bytes_after_10000"], m["retained_bytes_after_100000"]
+        cells = [f"{first:,}", f"{last:,}", f"{last - first:+,}", f"{m['keys_tracked_after']:,}"]
+        print(_row([name, *cells], widths))
 
     keyed = drain["asyncio-keyed-lock"]
     port = drain["Seerr AsyncLock (port)"]

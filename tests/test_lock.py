@@ -46,7 +46,7 @@ P = ParamSpec("P")
 # --- a virtual clock for asyncio ----------------------------------------------------------
 
 
-class _JumpingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+class _JumpingSelector(selectors.DefaultSelector):
     """Never blocks: when nothing is ready it advances the loop's clock instead."""
 
     def __init__(self) -> None:
@@ -656,9 +656,9 @@ async def test_local_waiters_do_not_pin_pool_connections(
                 tg.start_soon(request)
             await anyio.wait_all_tasks_blocked()
             assert adv.statistics().waiting_tasks == 20
-            stats = pool.get_stats()
-            assert stats.get("requests_waiting", 0) == 0
-            assert stats["pool_size"] - stats.get("pool_available", 0) == 1
+            pool_stats = pool.get_stats()
+            assert pool_stats.get("requests_waiting", 0) == 0
+            assert pool_stats["pool_size"] - pool_stats.get("pool_available", 0) == 1
     assert sorted(results) == [False] * 19 + [True]
     stats = adv.statistics()
     assert (stats.acquisitions, stats.contended_acquisitions, stats.held_keys) == (21, 20, 0)
