@@ -591,6 +591,8 @@ async def test_the_block_gets_a_connection_holding_the_lock_in_a_transaction(
     async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as observer:
         async with adv(("movie", 603), timeout=5) as conn:
             assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+            cur = await conn.execute("SHOW lock_timeout")  # the lock's own is undone
+            assert await cur.fetchone() == ("0",)
             assert adv.locked(("movie", 603))
             assert await _advisory_locks_held(observer, lock_id) == 1
         assert await _advisory_locks_held(observer, lock_id) == 0

@@ -339,8 +339,14 @@ def _advisory_key(namespace: str, key: object) -> int:
 
 
 _LOCK = "SELECT pg_advisory_xact_lock({})"
+# The block's own statements must run with the session's lock_timeout, not
+# with what was left of ours: save it in a transaction-local setting, restore it.
+_LOCK_WITH_TIMEOUT = """\
+SELECT set_config('seerrperf.lock_timeout', current_setting('lock_timeout'), true);
+SET LOCAL lock_timeout = {};
+SELECT pg_advisory_xact_lock({});
+SELECT set_config('lock_timeout', current_setting('seerrperf.lock_timeout'), true)"""
 _CLEANUP_TIMEOUT = 5.0  # seconds for a rollback or a server-side cancel
-_LOCK_WITH_TIMEOUT = "SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({})"
 
 
 class PgAdvisoryLock:
