@@ -6,10 +6,14 @@ import seerrperf
 import seerrperf.testing
 
 EXPECTED = {
+    "AsyncLock",
     "CacheControl",
     "ConfigurationError",
     "HealthReport",
     "HealthResult",
+    "LockStatistics",
+    "LockTimeout",
+    "PgAdvisoryLock",
     "PoolSettings",
     "SeerrperfError",
     "__version__",

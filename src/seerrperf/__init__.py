@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._exceptions import ConfigurationError, SeerrperfError
+from ._exceptions import ConfigurationError, LockTimeout, SeerrperfError
 from ._headers import (
     CacheControl,
     cache_control,
@@ -23,6 +23,7 @@ from ._health import (
     check_database_health,
     health_report,
 )
+from ._lock import AsyncLock, LockStatistics, PgAdvisoryLock
 from ._pool import PoolSettings, async_pool_factory, pool_factory
 
 try:
@@ -31,10 +32,14 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "AsyncLock",
     "CacheControl",
     "ConfigurationError",
     "HealthReport",
     "HealthResult",
+    "LockStatistics",
+    "LockTimeout",
+    "PgAdvisoryLock",
     "PoolSettings",
     "SeerrperfError",
     "__version__",

@@ -1,0 +1,333 @@
+"""Benchmark AsyncLock against asyncio.Lock, asyncio-keyed-lock and Seerr's AsyncLock.
+
+Run: ``.venv/bin/python benchmarks/bench_lock.py`` (about a minute and a half;
+most of it is the port of Seerr's lock at 20,000 waiters).
+
+1. Uncontended acquire/release: ``async with lock(key)`` with nothing else
+   running, over 1,024 ``("movie", id)`` keys; bare ``asyncio.Lock`` is the floor.
+2. Drain: n tasks queue on one key, each doing ``await asyncio.sleep(0)``
+   inside; time until all are done. The garbage collector is paused while
+   timing (for every contender alike): its passes over n live tasks grow
+   faster than n and would hide the locks' own growth.
+3. Memory: 100,000 acquisitions over 10,000 distinct keys (1,000 tasks at a
+   time); memory still allocated after 10,000 and after 100,000, and keys
+   still tracked. The harness alone keeps some (asyncio's task registry does
+   not shrink); a lock that forgets its keys adds nothing on top, a
+   ``defaultdict(asyncio.Lock)`` keeps every key it has seen.
+
+Every contender runs in the same process, interleaved, so the ratios compare
+like with like; each figure is the best of several rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import platform
+import random
+import sys
+import time
+import tracemalloc
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Hashable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+from asyncio_keyed_lock import AsyncioKeyedLock
+
+from seerrperf import AsyncLock
+
+RESULTS = Path(__file__).parent / "results" / "bench_lock.json"
+KEYS = [("movie", i) for i in range(1024)]
+
+
+# --- a faithful port of Seerr's server/utils/asyncLock.ts --------------------------------
+
+
+class EventEmitter:
+    """The parts of Node's EventEmitter that AsyncLock uses, with Node's costs.
+
+    ``emit`` calls a copy of the listener array (Node's ``arrayClone``);
+    ``removeListener`` searches from the end, as Node does.
+    """
+
+    def __init__(self) -> None:
+        self._events: dict[str, list[Callable[[], None]]] = {}
+
+    def on(self, name: str, listener: Callable[[], None]) -> None:
+        self._events.setdefault(name, []).append(listener)
+
+    def remove_listener(self, name: str, listener: Callable[[], None]) -> None:
+        listeners = self._events.get(name)
+        if listeners is None:
+            return
+        for i in range(len(listeners) - 1, -1, -1):
+            if listeners[i] is listener:
+                del listeners[i]
+                break
+        if not listeners:
+            del self._events[name]
+
+    def emit(self, name: str) -> None:
+        for listener in list(self._events.get(name, ())):
+            listener()
+
+
+class SeerrAsyncLock:
+    """Seerr's AsyncLock: a locked map plus an EventEmitter that wakes every waiter.
+
+    A Promise is an asyncio future, ``setImmediate`` is ``loop.call_soon``.
+    """
+
+    def __init__(self) -> None:
+        self._locked: dict[str, bool] = {}
+        self._ee = EventEmitter()
+
+    def _acquire(self, key: str) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self._locked.get(key):
+            self._locked[key] = True
+            future.set_result(None)
+            return future
+
+        def next_acquire() -> None:
+            if not self._locked.get(key):
+                self._locked[key] = True
+                self._ee.remove_listener(key, next_acquire)
+                future.set_result(None)
+
+        self._ee.on(key, next_acquire)
+        return future
+
+    def _release(self, key: str) -> None:
+        self._locked.pop(key, None)
+        asyncio.get_running_loop().call_soon(self._ee.emit, key)
+
+    async def dispatch(self, key: Hashable, callback: Callable[[], Awaitable[None]]) -> None:
+        skey = str(key)
+        await self._acquire(skey)
+        try:
+            await callback()
+        finally:
+            self._release(skey)
+
+
+# --- the contenders, as "run this coroutine under key" -----------------------------------
+
+Runner = Callable[[Hashable, Callable[[], Awaitable[None]]], Awaitable[None]]
+
+
+def _with(lock: Callable[[Hashable], AbstractAsyncContextManager[Any]]) -> Runner:
+    async def run(key: Hashable, body: Callable[[], Awaitable[None]]) -> None:
+        async with lock(key):
+            await body()
+
+    return run
+
+
+CONTENDERS: dict[str, Callable[[], Runner]] = {
+    "seerrperf.AsyncLock": lambda: _with(AsyncLock()),
+    "asyncio-keyed-lock": lambda: _with(AsyncioKeyedLock()),  # type: ignore[arg-type]
+    "Seerr AsyncLock (port)": lambda: SeerrAsyncLock().dispatch,
+}
+
+
+# --- 1. uncontended -------------------------------------------------------------------------
+
+
+async def _uncontended_ns(make: Callable[[], Any], n: int, keyed: bool) -> float:
+    lock = make()
+    keys = KEYS
+    gc.collect()
+    start = time.perf_counter()
+    if keyed:
+        for i in range(n):
+            async with lock(keys[i & 1023]):
+                pass
+    else:
+        for _ in range(n):
+            async with lock:
+                pass
+    return (time.perf_counter() - start) / n * 1e9
+
+
+async def bench_uncontended(n: int = 100_000, rounds: int = 7) -> dict[str, float]:
+    makers: dict[str, tuple[Callable[[], Any], bool]] = {
+        "asyncio.Lock (bare)": (asyncio.Lock, False),
+        "seerrperf.AsyncLock": (AsyncLock, True),
+        "asyncio-keyed-lock": (AsyncioKeyedLock, True),
+    }
+    best = dict.fromkeys(makers, float("inf"))
+    for _ in range(rounds):
+        for name, (make, keyed) in makers.items():
+            best[name] = min(best[name], await _uncontended_ns(make, n, keyed))
+    return best
+
+
+# --- 2. drain -----------------------------------------------------------------------------
+
+
+async def _drain_s(runner: Runner, n: int) -> float:
+    async def body() -> None:
+        await asyncio.sleep(0)
+
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(*(runner("k", body) for _ in range(n)))
+        return time.perf_counter() - start
+    finally:
+        gc.enable()
+
+
+async def bench_drain(sizes: tuple[int, ...], rounds: int = 5) -> dict[str, dict[int, float]]:
+    result: dict[str, dict[int, float]] = {name: {} for name in CONTENDERS}
+    for n in sizes:
+        for r in range(rounds):
+            # Rounds interleave, so a burst of load elsewhere hits every contender.
+            for name, make in CONTENDERS.items():
+                # The port is quadratic: one round of it takes longer than all
+                # rounds of the others, and its noise is small in comparison.
+                if r == 0 or not name.startswith("Seerr"):
+                    t = await _drain_s(make(), n)
+                    result[name][n] = min(result[name].get(n, t), t)
+    return result
+
+
+# --- 3. memory ----------------------------------------------------------------------------
+
+
+def _memory_contenders() -> dict[str, tuple[Runner, Callable[[], int]]]:
+    """Each contender with a function counting the keys it still tracks."""
+    ours = AsyncLock()
+    keyed = AsyncioKeyedLock()
+    seerr = SeerrAsyncLock()
+    naive: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def no_lock(key: Hashable, body: Callable[[], Awaitable[None]]) -> None:
+        await body()
+
+    return {
+        "no lock (harness alone)": (no_lock, lambda: 0),
+        "seerrperf.AsyncLock": (_with(ours), lambda: len(ours)),
+        "asyncio-keyed-lock": (_with(keyed), lambda: keyed.active_keys_count),  # type: ignore[arg-type]
+        "Seerr AsyncLock (port)": (seerr.dispatch, lambda: len(seerr._locked)),
+        "dict of asyncio.Lock": (_with(naive.__getitem__), lambda: len(naive)),
+    }
+
+
+async def _memory(
+    runner: Runner, tracked: Callable[[], int], acquisitions: int, keys: int
+) -> dict[str, int]:
+    rng = random.Random(603)
+    order = [rng.randrange(keys) for _ in range(acquisitions)]
+
+    async def body() -> None:
+        await asyncio.sleep(0)
+
+    result: dict[str, int] = {}
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for start in range(0, acquisitions, 1000):
+        await asyncio.gather(*(runner(("movie", k), body) for k in order[start : start + 1000]))
+        if start + 1000 in (acquisitions // 10, acquisitions):
+            gc.collect()
+            result[f"retained_bytes_after_{start + 1000}"] = (
+                tracemalloc.get_traced_memory()[0] - before
+            )
+    tracemalloc.stop()
+    result["keys_tracked_after"] = tracked()
+    return result
+
+
+async def bench_memory(acquisitions: int = 100_000, keys: int = 10_000) -> dict[str, Any]:
+    return {
+        name: await _memory(runner, tracked, acquisitions, keys)
+        for name, (runner, tracked) in _memory_contenders().items()
+    }
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def _row(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(
+        c.ljust(w) if i == 0 else c.rjust(w)
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )
+
+
+def main() -> None:
+    sizes = (2_000, 5_000, 10_000, 20_000)
+    uncontended = asyncio.run(bench_uncontended())
+    drain = asyncio.run(bench_drain(sizes))
+    memory = asyncio.run(bench_memory())
+
+    floor = uncontended["asyncio.Lock (bare)"]
+    ours = uncontended["seerrperf.AsyncLock"]
+    print("\nUncontended acquire/release (best of 7 x 100,000)")
+    widths = [24, 10, 16]
+    print(_row(["lock", "ns/op", "x asyncio.Lock"], widths))
+    for name, ns in uncontended.items():
+        print(_row([name, f"{ns:.0f}", f"{ns / floor:.2f}x"], widths))
+
+    print("\nDrain n waiters on one key, sleep(0) inside (seconds, GC paused; x = theirs / ours)")
+    mine = drain["seerrperf.AsyncLock"]
+    widths = [24] + [16] * len(sizes)
+    print(_row(["lock"] + [f"n={n:,}" for n in sizes], widths))
+    for name, times in drain.items():
+        cells = [
+            f"{times[n]:.3f}" if times is mine else f"{times[n]:.3f} ({times[n] / mine[n]:.1f}x)"
+            for n in sizes
+        ]
+        print(_row([name, *cells], widths))
+    growth = {name: times[20_000] / times[10_000] for name, times in drain.items()}
+    print("time(20k) / time(10k): " + ", ".join(f"{k} {v:.2f}" for k, v in growth.items()))
+
+    print("\nBytes still allocated after n acquisitions over 10,000 keys (1,000 tasks at a time)")
+    widths = [24, 12, 12, 12, 10]
+    print(_row(["lock", "n=10,000", "n=100,000", "growth", "keys kept"], widths))
+    for name, m in memory.items():
+        first, last = m["retained_bytes_after_10000"], m["retained_bytes_after_100000"]
+        cells = [f"{first:,}", f"{last:,}", f"{last - first:+,}", f"{m['keys_tracked_after']:,}"]
+        print(_row([name, *cells], widths))
+
+    keyed = drain["asyncio-keyed-lock"]
+    port = drain["Seerr AsyncLock (port)"]
+    targets = {
+        "uncontended <= 3x asyncio.Lock": ours / floor <= 3,
+        "uncontended faster than asyncio-keyed-lock": ours < uncontended["asyncio-keyed-lock"],
+        "drain 20k <= 2.5x drain 10k": growth["seerrperf.AsyncLock"] <= 2.5,
+        ">= 10x faster than the port at 10k, more at 20k": port[10_000] / mine[10_000] >= 10
+        and port[20_000] / mine[20_000] > port[10_000] / mine[10_000],
+        "drain within 1.3x of asyncio-keyed-lock": all(mine[n] <= 1.3 * keyed[n] for n in sizes),
+        "no key kept after release": memory["seerrperf.AsyncLock"]["keys_tracked_after"] == 0,
+    }
+    print("\nTargets (issue 3)")
+    for target, met in targets.items():
+        print(f"  {'met ' if met else 'MISS'}  {target}")
+
+    report = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "uncontended_ns_per_op": uncontended,
+        "uncontended_ratio_vs_asyncio_lock": {k: v / floor for k, v in uncontended.items()},
+        "drain_seconds": {name: {str(n): times[n] for n in sizes} for name, times in drain.items()},
+        "drain_ratio_vs_seerrperf": {
+            name: {str(n): times[n] / mine[n] for n in sizes} for name, times in drain.items()
+        },
+        "drain_growth_10k_to_20k": growth,
+        "memory": memory,
+        "targets_met": targets,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
