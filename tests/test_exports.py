@@ -6,14 +6,20 @@ import seerrperf
 import seerrperf.testing
 
 EXPECTED = {
+    "CacheLoadAbortedError",
+    "CacheManager",
+    "CacheStats",
+    "CachedFunction",
     "ConfigurationError",
     "HealthReport",
     "HealthResult",
+    "NamedCache",
     "PoolSettings",
     "SeerrperfError",
     "__version__",
     "async_check_database_health",
     "async_pool_factory",
+    "cached",
     "check_database_health",
     "health_report",
     "pool_factory",

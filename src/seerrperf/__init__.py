@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._exceptions import ConfigurationError, SeerrperfError
+from ._cache import CachedFunction, CacheManager, CacheStats, NamedCache, cached
+from ._exceptions import CacheLoadAbortedError, ConfigurationError, SeerrperfError
 from ._health import (
     HealthReport,
     HealthResult,
@@ -20,14 +21,20 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "CacheLoadAbortedError",
+    "CacheManager",
+    "CacheStats",
+    "CachedFunction",
     "ConfigurationError",
     "HealthReport",
     "HealthResult",
+    "NamedCache",
     "PoolSettings",
     "SeerrperfError",
     "__version__",
     "async_check_database_health",
     "async_pool_factory",
+    "cached",
     "check_database_health",
     "health_report",
     "pool_factory",

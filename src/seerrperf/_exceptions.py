@@ -4,6 +4,7 @@
 
     SeerrperfError
      +-- ConfigurationError (also ValueError)
+     +-- CacheLoadAbortedError
 
 Driver and pool errors (``psycopg.OperationalError``,
 ``psycopg.errors.QueryCanceled``, ``psycopg_pool.PoolTimeout``) pass through
@@ -14,7 +15,7 @@ No message raised from here ever contains a password, an API key or a token.
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "SeerrperfError"]
+__all__ = ["CacheLoadAbortedError", "ConfigurationError", "SeerrperfError"]
 
 
 class SeerrperfError(Exception):
@@ -23,3 +24,11 @@ class SeerrperfError(Exception):
 
 class ConfigurationError(SeerrperfError, ValueError):
     """A setting or argument is invalid; the message names which one and why."""
+
+
+class CacheLoadAbortedError(SeerrperfError):
+    """A shared cache load ended without a result: it was cancelled or interrupted.
+
+    Raised to the callers waiting for that load, never to the one whose
+    ``BaseException`` (``KeyboardInterrupt``, event loop shutdown) ended it.
+    """
