@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import inspect
+import itertools
 import logging
 import math
 import threading
@@ -796,8 +798,6 @@ async def test_cached_async_function_shares_one_call() -> None:
         await release.wait()
         return {"id": movie_id}
 
-    import inspect
-
     assert inspect.iscoroutinefunction(fetch)
     results: list[dict[str, int]] = []
 
@@ -986,6 +986,61 @@ def test_a_shared_load_survives_cancellation_at_any_point(
         assert (stats.loads, stats.load_errors) == (1, int(fails))
         assert stats.misses == len(cancel_at)
         assert (cache.get("k", MISSING) == "value") is not fails
+        assert cache._flights == {}
+        assert not cache._tasks
+
+    anyio.run(main, backend=backend)
+
+
+class ClockError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=60, deadline=None)
+@given(fail_on=st.sets(st.integers(0, 15), max_size=3), sync_callers=st.integers(0, 2))
+def test_a_failing_clock_never_strands_callers_or_holds_the_lock(
+    backend: str, fail_on: set[int], sync_callers: int
+) -> None:
+    ticks = itertools.count()
+
+    def timer() -> float:
+        if next(ticks) in fail_on:
+            raise ClockError
+        return 0.0
+
+    cache = NamedCache("t", timer=timer)
+
+    async def main() -> None:
+        release = anyio.Event()
+
+        async def loader() -> str:
+            await release.wait()
+            return "value"
+
+        outcomes: list[object] = []
+
+        async def caller() -> None:
+            try:
+                outcomes.append(await cache.aget_or_set("k", loader, stale_if_error=5))
+            except ClockError as exc:
+                outcomes.append(exc)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(caller)
+                await anyio.wait_all_tasks_blocked()
+                release.set()
+            await all_loads_done()
+        for _ in range(sync_callers):
+            try:
+                outcomes.append(cache.get_or_set("k", lambda: "value"))
+            except ClockError as exc:
+                outcomes.append(exc)
+        assert len(outcomes) == 3 + sync_callers
+        assert all(o == "value" or isinstance(o, ClockError) for o in outcomes)
+        assert lock_is_free(cache)
         assert cache._flights == {}
         assert not cache._tasks
 

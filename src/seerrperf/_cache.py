@@ -76,6 +76,10 @@ def _check_seconds(name: str, value: object) -> float:
     return float(value)
 
 
+def _window(name: str, value: float | None) -> float:
+    return 0.0 if value is None else _check_seconds(name, value)
+
+
 def _check_maxsize(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"maxsize must be an integer >= 1, got {value!r}")
@@ -270,7 +274,7 @@ class NamedCache:
         self._maxsize = _check_maxsize(maxsize)
         self._timer = timer
         self._lock = threading.Lock()
-        self._store = self._new_store()
+        self._reset_store()
         # key -> owner (_THREADS or an event loop) -> the load running for it.
         self._flights: dict[Hashable, dict[object, _Flight[Any]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # strong refs to asyncio loads
@@ -312,7 +316,7 @@ class NamedCache:
         self._lock.acquire()
         try:
             try:
-                entry = self._store[key]
+                entry = self._lookup(key)  # touches the LRU order
             except KeyError:
                 self._misses += 1
                 return default
@@ -359,7 +363,7 @@ class NamedCache:
         """Remove every entry; running loads will not store their results."""
         with self._lock:
             self._flights.clear()
-            self._store = self._new_store()
+            self._reset_store()
 
     def __contains__(self, key: object) -> bool:
         """Return whether a fresh entry exists for ``key`` (counts no lookup)."""
@@ -476,8 +480,8 @@ class NamedCache:
             Exception: Whatever ``loader`` raised, outside the stale-if-error window.
         """
         ttl = self._entry_ttl(ttl)
-        swr = _check_seconds("stale_while_revalidate", stale_while_revalidate or 0)
-        sie = _check_seconds("stale_if_error", stale_if_error or 0)
+        swr = _window("stale_while_revalidate", stale_while_revalidate)
+        sie = _window("stale_if_error", stale_if_error)
         if max(swr, sie) > self._stale_window:
             with self._lock:
                 self._stale_window = max(self._stale_window, swr, sie)
@@ -498,8 +502,9 @@ class NamedCache:
 
     # -- internals shared by the sync and async paths -------------------------
 
-    def _new_store(self) -> _Store:
-        return _Store(self._maxsize, self._timer, self._count_eviction)
+    def _reset_store(self) -> None:
+        self._store = _Store(self._maxsize, self._timer, self._count_eviction)
+        self._lookup = self._store.__getitem__  # bound once: cheaper on the hit path
 
     def _count_eviction(self) -> None:
         self._evictions += 1  # called by the store, under self._lock
@@ -572,11 +577,17 @@ class NamedCache:
         return True
 
     def _settle(self, flight: _Flight[Any], value: Any) -> None:
-        with self._lock:
-            if self._release(flight):
-                self._put(flight.key, value, flight.ttl)
         flight.value = value
-        flight.done.set()
+        try:
+            with self._lock:
+                if self._release(flight):
+                    self._put(flight.key, value, flight.ttl)
+        except Exception as exc:  # a failing timer: the callers still get the value
+            logger.warning(
+                "cache %r could not store a loaded value (%s)", self._name, type(exc).__name__
+            )
+        finally:
+            flight.done.set()
 
     def _fail(self, flight: _Flight[Any], exc: BaseException) -> None:
         if isinstance(exc, Exception):
