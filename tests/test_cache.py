@@ -1030,7 +1030,8 @@ def test_a_failing_clock_never_strands_callers_or_holds_the_lock(
             async with anyio.create_task_group() as tg:
                 for _ in range(3):
                     tg.start_soon(caller)
-                await anyio.wait_all_tasks_blocked()
+                for _ in range(3):  # let the callers join the load
+                    await anyio.lowlevel.checkpoint()
                 release.set()
             await all_loads_done()
         for _ in range(sync_callers):
