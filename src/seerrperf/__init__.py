@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._exceptions import ConfigurationError, LockTimeout, SeerrperfError
+from ._cache import CachedFunction, CacheManager, CacheStats, NamedCache, cached
+from ._exceptions import CacheLoadAbortedError, ConfigurationError, LockTimeout, SeerrperfError
 from ._headers import (
     CacheControl,
     cache_control,
@@ -34,11 +35,16 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "AsyncLock",
     "CacheControl",
+    "CacheLoadAbortedError",
+    "CacheManager",
+    "CacheStats",
+    "CachedFunction",
     "ConfigurationError",
     "HealthReport",
     "HealthResult",
     "LockStatistics",
     "LockTimeout",
+    "NamedCache",
     "PgAdvisoryLock",
     "PoolSettings",
     "SeerrperfError",
@@ -46,6 +52,7 @@ __all__ = [
     "async_check_database_health",
     "async_pool_factory",
     "cache_control",
+    "cached",
     "check_database_health",
     "etag_for",
     "health_report",

@@ -5,6 +5,7 @@
     SeerrperfError
      +-- ConfigurationError (also ValueError)
      +-- LockTimeout (also TimeoutError)
+     +-- CacheLoadAbortedError
 
 Driver and pool errors (``psycopg.OperationalError``,
 ``psycopg.errors.QueryCanceled``, ``psycopg_pool.PoolTimeout``) pass through
@@ -15,7 +16,7 @@ No message raised from here ever contains a password, an API key or a token.
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "LockTimeout", "SeerrperfError"]
+__all__ = ["CacheLoadAbortedError", "ConfigurationError", "LockTimeout", "SeerrperfError"]
 
 
 class SeerrperfError(Exception):
@@ -28,3 +29,11 @@ class ConfigurationError(SeerrperfError, ValueError):
 
 class LockTimeout(SeerrperfError, TimeoutError):
     """A lock was not acquired within its ``timeout``; the critical section did not run."""
+
+
+class CacheLoadAbortedError(SeerrperfError):
+    """A shared cache load ended without a result: it was cancelled or interrupted.
+
+    Raised to the callers waiting for that load, never to the one whose
+    ``BaseException`` (``KeyboardInterrupt``, event loop shutdown) ended it.
+    """
