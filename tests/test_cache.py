@@ -258,6 +258,7 @@ def test_stats_count_every_lookup_once() -> None:
         "misses",
         "stale_hits",
         "loads",
+        "coalesced",
         "load_errors",
         "evictions",
         "keys",
@@ -460,7 +461,8 @@ async def test_a_thousand_tasks_missing_one_key_run_the_loader_once() -> None:
             release.set()
     assert results == ["value"] * 1_000
     assert calls == 1
-    assert (cache.stats().misses, cache.stats().loads) == (1_000, 1)
+    stats = cache.stats()
+    assert (stats.misses, stats.loads, stats.coalesced) == (1_000, 1, 999)
     assert cache.get("k") == "value"
 
 
@@ -1046,3 +1048,15 @@ def test_a_failing_clock_never_strands_callers_or_holds_the_lock(
         assert not cache._tasks
 
     anyio.run(main, backend=backend)
+
+
+def test_an_async_loader_given_to_get_or_set_is_refused() -> None:
+    cache = NamedCache("t", timer=FakeClock())
+
+    async def loader() -> int:
+        return 1
+
+    with pytest.raises(ConfigurationError, match="use aget_or_set"):
+        cache.get_or_set("k", loader)  # type: ignore[arg-type]
+    assert "k" not in cache
+    assert cache.stats().load_errors == 1

@@ -197,6 +197,8 @@ class CacheStats:
             or stale-if-error after a failed load).
         loads: Loader runs started (misses that joined a running load and
             lookups answered from cache start none).
+        coalesced: Misses that joined a load another caller had started
+            (single-flight savings: each would have been an upstream call).
         load_errors: Loader runs that raised.
         evictions: Entries removed to stay within ``maxsize``.
         keys: Entries held now, fresh or kept for a stale window.
@@ -211,6 +213,7 @@ class CacheStats:
     misses: int
     stale_hits: int
     loads: int
+    coalesced: int
     load_errors: int
     evictions: int
     keys: int
@@ -232,6 +235,7 @@ class CacheStats:
             "misses": self.misses,
             "stale_hits": self.stale_hits,
             "loads": self.loads,
+            "coalesced": self.coalesced,
             "load_errors": self.load_errors,
             "evictions": self.evictions,
             "keys": self.keys,
@@ -280,7 +284,7 @@ class NamedCache:
         self._tasks: set[asyncio.Task[None]] = set()  # strong refs to asyncio loads
         self._stale_window = 0.0  # longest stale window requested so far
         self._hits = self._misses = self._stale_hits = 0
-        self._loads = self._load_errors = self._evictions = 0
+        self._loads = self._coalesced = self._load_errors = self._evictions = 0
 
     def __repr__(self) -> str:
         return f"<NamedCache {self._name!r} ttl={self._ttl:g} maxsize={self._maxsize}>"
@@ -386,13 +390,15 @@ class NamedCache:
         with self._lock:
             entries = self._store.snapshot()
             hits, misses, stale_hits = self._hits, self._misses, self._stale_hits
-            loads, load_errors, evictions = self._loads, self._load_errors, self._evictions
+            loads, coalesced = self._loads, self._coalesced
+            load_errors, evictions = self._load_errors, self._evictions
         return CacheStats(
             name=self._name,
             hits=hits,
             misses=misses,
             stale_hits=stale_hits,
             loads=loads,
+            coalesced=coalesced,
             load_errors=load_errors,
             evictions=evictions,
             keys=len(entries),
@@ -550,6 +556,7 @@ class NamedCache:
                 return entry.value, self._new_flight(key, owner, ttl, new_event, True), True
         flight = self._flights.get(key, {}).get(owner)
         if flight is not None:
+            self._coalesced += 1
             return _MISSING, flight, False
         return _MISSING, self._new_flight(key, owner, ttl, new_event, False), True
 
@@ -627,6 +634,12 @@ class NamedCache:
     def _load(self, flight: _Flight[threading.Event], loader: Callable[[], _T]) -> _T:
         try:
             value = loader()
+            if inspect.isawaitable(value):
+                if inspect.iscoroutine(value):
+                    value.close()  # never awaited: silence "coroutine was never awaited"
+                raise ConfigurationError(
+                    "get_or_set() got an async loader; use aget_or_set() for coroutine functions"
+                )
         except BaseException as exc:
             self._fail(flight, exc)
             raise
