@@ -6,6 +6,8 @@ import seerrperf
 import seerrperf.testing
 
 EXPECTED = {
+    "BatchLoader",
+    "BatchLoaderStats",
     "ConfigurationError",
     "HealthReport",
     "HealthResult",
@@ -14,6 +16,7 @@ EXPECTED = {
     "__version__",
     "async_check_database_health",
     "async_pool_factory",
+    "batch_fetch",
     "check_database_health",
     "health_report",
     "pool_factory",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._batch import BatchLoader, BatchLoaderStats, batch_fetch
 from ._exceptions import ConfigurationError, SeerrperfError
 from ._health import (
     HealthReport,
@@ -20,6 +21,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "BatchLoader",
+    "BatchLoaderStats",
     "ConfigurationError",
     "HealthReport",
     "HealthResult",
@@ -28,6 +31,7 @@ __all__ = [
     "__version__",
     "async_check_database_health",
     "async_pool_factory",
+    "batch_fetch",
     "check_database_health",
     "health_report",
     "pool_factory",
