@@ -7,6 +7,8 @@ import seerrperf.testing
 
 EXPECTED = {
     "AsyncLock",
+    "BatchLoader",
+    "BatchLoaderStats",
     "CacheControl",
     "CacheLoadAbortedError",
     "CacheManager",
@@ -24,6 +26,7 @@ EXPECTED = {
     "__version__",
     "async_check_database_health",
     "async_pool_factory",
+    "batch_fetch",
     "cache_control",
     "cached",
     "check_database_health",

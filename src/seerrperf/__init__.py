@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._batch import BatchLoader, BatchLoaderStats, batch_fetch
 from ._cache import CachedFunction, CacheManager, CacheStats, NamedCache, cached
 from ._exceptions import CacheLoadAbortedError, ConfigurationError, LockTimeout, SeerrperfError
 from ._headers import (
@@ -34,6 +35,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "AsyncLock",
+    "BatchLoader",
+    "BatchLoaderStats",
     "CacheControl",
     "CacheLoadAbortedError",
     "CacheManager",
@@ -51,6 +54,7 @@ __all__ = [
     "__version__",
     "async_check_database_health",
     "async_pool_factory",
+    "batch_fetch",
     "cache_control",
     "cached",
     "check_database_health",
