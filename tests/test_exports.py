@@ -19,7 +19,13 @@ EXPECTED = {
     "pool_factory",
 }
 
-EXPECTED_TESTING = {"EmbeddedPostgres", "EmbeddedPostgresError", "embedded_postgres"}
+EXPECTED_TESTING = {
+    "EmbeddedPostgres",
+    "EmbeddedPostgresError",
+    "FakeTmdb",
+    "FakeTmdbStats",
+    "embedded_postgres",
+}
 
 
 def test_all_is_pinned() -> None:
