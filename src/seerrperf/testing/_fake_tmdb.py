@@ -159,8 +159,8 @@ class FakeTmdb:
     Every knob below is both a keyword argument and a property that can be
     changed while requests run. A request is answered, after its latency, by
     the first of: outage (503), throttling (429 with ``Retry-After``), random
-    error (500), missing or wrong credentials (401, API paths only), unknown
-    path or id (404), the JSON or image.
+    error (500), missing or wrong credentials (401, API paths only), a method
+    other than GET or HEAD (405), unknown path or id (404), the JSON or image.
 
     Args:
         api_key: When set, API requests need ``?api_key=`` with this value
@@ -262,7 +262,11 @@ class FakeTmdb:
     # ------------------------------------------------------------ counters
 
     def stats(self) -> FakeTmdbStats:
-        """Return a snapshot of the counters."""
+        """Take a snapshot of the counters.
+
+        Returns:
+            The counters as they are now; later requests do not change it.
+        """
         return FakeTmdbStats(
             total_requests=self._total,
             requests_by_path=Counter(self._by_path),
@@ -292,6 +296,9 @@ class FakeTmdb:
         ``https://api.themoviedb.org/3/...`` and
         ``https://image.tmdb.org/t/p/{size}/{file}``. ``/configuration``
         points images at ``https://image.tmdb.org/t/p/``.
+
+        Returns:
+            An ``httpx.MockTransport`` answering from this fake.
         """
         return httpx.MockTransport(self._handle_httpx)
 
