@@ -41,7 +41,13 @@ EXPECTED = {
     "swr_headers",
 }
 
-EXPECTED_TESTING = {"EmbeddedPostgres", "EmbeddedPostgresError", "embedded_postgres"}
+EXPECTED_TESTING = {
+    "EmbeddedPostgres",
+    "EmbeddedPostgresError",
+    "FakeTmdb",
+    "FakeTmdbStats",
+    "embedded_postgres",
+}
 
 
 def test_all_is_pinned() -> None:

@@ -4,10 +4,19 @@
   PostgreSQL server from the ``embedded`` extra.
 - The pytest plugin (loaded automatically) provides a session-scoped
   ``postgres_dsn`` fixture that honours ``$SEERRPERF_TEST_DSN``.
+- :class:`FakeTmdb`: a deterministic TMDB API stand-in with latency, error,
+  429 and outage knobs, as an httpx transport or a real local server.
 """
 
 from __future__ import annotations
 
 from ._embedded import EmbeddedPostgres, EmbeddedPostgresError, embedded_postgres
+from ._fake_tmdb import FakeTmdb, FakeTmdbStats
 
-__all__ = ["EmbeddedPostgres", "EmbeddedPostgresError", "embedded_postgres"]
+__all__ = [
+    "EmbeddedPostgres",
+    "EmbeddedPostgresError",
+    "FakeTmdb",
+    "FakeTmdbStats",
+    "embedded_postgres",
+]
