@@ -1,0 +1,357 @@
+"""Pure parts of the TMDB client: TTL tiers, input checks, retry timing, image URLs.
+
+Nothing here does I/O, so it is tested without a network and shared by
+everything that talks to TMDB.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final, Literal
+from urllib.parse import quote
+
+from ._exceptions import ConfigurationError
+
+__all__ = [
+    "ENDPOINTS",
+    "IMAGE_SIZES",
+    "TtlPolicy",
+    "image_url",
+]
+
+HOUR: Final = 3600
+DAY: Final = 24 * HOUR
+
+# Endpoint names, in match order, with the path pattern each covers. Paths are
+# relative to the API root (``/3``) and have no query string.
+_PATTERNS: Final[tuple[tuple[str, str], ...]] = (
+    ("tv_season", r"/tv/\d+/season/\d+(?:/.*)?"),
+    ("movie", r"/movie/\d+"),
+    ("tv", r"/tv/\d+"),
+    ("movie_extra", r"/movie/(?:\d+/.+|upcoming|popular|now_playing|top_rated)"),
+    ("tv_extra", r"/tv/(?:\d+/.+|popular|on_the_air|airing_today|top_rated)"),
+    ("person", r"/person/\d+(?:/.*)?"),
+    ("collection", r"/collection/\d+(?:/.*)?"),
+    ("company", r"/(?:company|network)/\d+(?:/.*)?"),
+    ("search_keyword", r"/search/(?:keyword|company)"),
+    ("search", r"/search/(?:multi|movie|tv|person|collection)"),
+    ("discover", r"/discover/(?:movie|tv)"),
+    ("trending", r"/trending/(?:all|movie|tv|person)/(?:day|week)"),
+    ("find", r"/find/[^/]+"),
+    ("configuration", r"/configuration"),
+    ("languages", r"/configuration/languages"),
+    ("countries", r"/configuration/countries"),
+    ("genres", r"/genre/(?:movie|tv)/list"),
+    ("watch_provider_regions", r"/watch/providers/regions"),
+    ("watch_providers", r"/watch/providers/(?:movie|tv)"),
+    ("keyword", r"/keyword/\d+(?:/.*)?"),
+    ("certifications", r"/certification/(?:movie|tv)/list"),
+)
+_COMPILED: Final = tuple((name, re.compile(pattern)) for name, pattern in _PATTERNS)
+
+#: Every endpoint name a :class:`TtlPolicy` knows, plus ``"default"``.
+ENDPOINTS: Final[frozenset[str]] = frozenset(name for name, _ in _PATTERNS) | {"default"}
+
+# Seerr's TTLs (server/api/themoviedb/index.ts); anything it does not name uses
+# its external API default of 300 s.
+_SEERR: Final[Mapping[str, int]] = MappingProxyType(
+    {
+        "movie": 12 * HOUR,
+        "tv": 12 * HOUR,
+        "tv_season": 300,
+        "movie_extra": 300,
+        "tv_extra": 300,
+        "person": 300,
+        "collection": 300,
+        "company": 300,
+        "search": 300,
+        "search_keyword": DAY,
+        "discover": 300,
+        "trending": 300,
+        "find": 300,
+        "configuration": 300,
+        "languages": DAY,
+        "countries": DAY,
+        "genres": DAY,
+        "watch_provider_regions": DAY,
+        "watch_providers": DAY,
+        "keyword": 7 * DAY,
+        "certifications": 7 * DAY,
+        "default": 300,
+    }
+)
+
+# The seed's values where it names them, Seerr's everywhere else.
+_SEED: Final[Mapping[str, int]] = MappingProxyType(
+    {
+        **_SEERR,
+        "movie": 6 * HOUR,
+        "tv": 2 * HOUR,
+        "configuration": DAY,
+        "languages": DAY,
+        "watch_providers": 12 * HOUR,
+    }
+)
+
+
+def _check_seconds(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"TTL for {name!r} must be an integer number of seconds")
+    if value < 0:
+        raise ConfigurationError(f"TTL for {name!r} must be >= 0, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TtlPolicy:
+    """How long each kind of TMDB response stays fresh, and how long stale.
+
+    Use :meth:`seed` (the default: the seed analysis' values) or :meth:`seerr`
+    (Seerr's table exactly), and :meth:`with_overrides` to change tiers.
+
+    Attributes:
+        ttls: Seconds fresh per endpoint name (see :data:`ENDPOINTS`); ``0``
+            means do not cache.
+        stale_while_revalidate: How long after expiry a stale entry is still
+            served while one background refresh runs, as a fraction of the
+            endpoint's TTL.
+        stale_if_error: Seconds after expiry during which a stale entry is
+            served when TMDB fails (an outage), for every tier.
+        not_found_ttl: Seconds a 404 is remembered, so a deleted id does not
+            hammer TMDB.
+    """
+
+    ttls: Mapping[str, int]
+    stale_while_revalidate: float = 0.5
+    stale_if_error: int = DAY
+    not_found_ttl: int = 60
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.ttls) - ENDPOINTS)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown TMDB endpoint(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(ENDPOINTS))}"
+            )
+        missing = sorted(ENDPOINTS - set(self.ttls))
+        if missing:
+            raise ConfigurationError(f"TTL policy lacks endpoint(s): {', '.join(missing)}")
+        for name, value in self.ttls.items():
+            _check_seconds(name, value)
+        ratio = self.stale_while_revalidate
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 10:
+            raise ConfigurationError("stale_while_revalidate must be a fraction between 0 and 10")
+        _check_seconds("stale_if_error", self.stale_if_error)
+        _check_seconds("not_found_ttl", self.not_found_ttl)
+        object.__setattr__(self, "ttls", MappingProxyType(dict(self.ttls)))
+
+    @classmethod
+    def seed(cls) -> TtlPolicy:
+        """The default: movie 6 h, tv 2 h, configuration and languages 24 h,
+        watch providers 12 h, Seerr's values for everything else."""
+        return cls(_SEED)
+
+    @classmethod
+    def seerr(cls) -> TtlPolicy:
+        """Seerr's TTL table exactly (movie and tv 12 h)."""
+        return cls(_SEERR)
+
+    def with_overrides(self, overrides: Mapping[str, int]) -> TtlPolicy:
+        """Return a copy with some endpoint TTLs replaced.
+
+        Raises:
+            ConfigurationError: an unknown endpoint name or a bad value.
+        """
+        return TtlPolicy(
+            {**self.ttls, **overrides},
+            stale_while_revalidate=self.stale_while_revalidate,
+            stale_if_error=self.stale_if_error,
+            not_found_ttl=self.not_found_ttl,
+        )
+
+    @staticmethod
+    def endpoint_for(path: str) -> str:
+        """Name the endpoint tier of an API path such as ``/movie/603``."""
+        path = "/" + path.split("?", 1)[0].strip("/")
+        for name, pattern in _COMPILED:
+            if pattern.fullmatch(path):
+                return name
+        return "default"
+
+    def ttl_for(self, path: str) -> int:
+        """Seconds a response for ``path`` stays fresh."""
+        return self.ttls[self.endpoint_for(path)]
+
+    def swr_for(self, path: str) -> float:
+        """Seconds after expiry that a stale response may be served while refreshing."""
+        return self.ttl_for(path) * self.stale_while_revalidate
+
+
+# --- input checks ---------------------------------------------------------------------
+
+MEDIA_TYPES: Final = frozenset({"movie", "tv"})
+TRENDING_TYPES: Final = frozenset({"all", "movie", "tv", "person"})
+TIME_WINDOWS: Final = frozenset({"day", "week"})
+EXTERNAL_SOURCES: Final = frozenset(
+    {
+        "imdb_id",
+        "facebook_id",
+        "instagram_id",
+        "tvdb_id",
+        "tiktok_id",
+        "twitter_id",
+        "wikidata_id",
+        "youtube_id",
+    }
+)
+
+
+def check_id(value: object, what: str = "id") -> int:
+    """Return ``value`` if it is a positive int, else raise ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_choice(value: object, allowed: frozenset[str], what: str) -> str:
+    """Return ``value`` if it is one of ``allowed``."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigurationError(f"{what} must be one of {sorted(allowed)}, got {value!r}")
+    return value
+
+
+def check_query(value: object) -> str:
+    """Return a stripped, non-empty search query."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError("query must be a non-empty string")
+    if len(value) > 500:
+        raise ConfigurationError("query must be at most 500 characters")
+    return value.strip()
+
+
+def check_page(value: object) -> int:
+    """TMDB pages run from 1 to 500."""
+    page = check_id(value, "page")
+    if page > 500:
+        raise ConfigurationError(f"page must be between 1 and 500, got {page}")
+    return page
+
+
+def segment(value: object, what: str) -> str:
+    """Percent-encode one path segment; reject empty ones and dot segments."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not text or text in {".", ".."}:
+        raise ConfigurationError(f"{what} must be a non-empty string, got {value!r}")
+    return quote(text, safe="")
+
+
+def check_path(path: object) -> str:
+    """Validate a generic API path like ``/movie/603/credits``.
+
+    Raises:
+        ConfigurationError: not a string starting with ``/``, or it holds a
+            query, fragment, scheme, ``..`` or ``//``.
+    """
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ConfigurationError(f"path must start with '/', got {path!r}")
+    if "//" in path or "?" in path or "#" in path or "\\" in path:
+        raise ConfigurationError("path must not contain '//', '?', '#' or '\\'; pass params=")
+    parts = path.split("/")[1:]
+    if any(p in {".", ".."} for p in parts) or any(not p.isprintable() or " " in p for p in parts):
+        raise ConfigurationError("path must not contain dot segments, spaces or control characters")
+    return path.rstrip("/") or "/"
+
+
+# --- retry timing ---------------------------------------------------------------------
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """Parse a ``Retry-After`` header: delta-seconds or an HTTP-date.
+
+    Returns:
+        Seconds to wait (>= 0), or None when absent or unparsable.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float, jitter: float) -> float:
+    """Exponential backoff for retry ``attempt`` (0-based) with multiplicative jitter.
+
+    ``jitter`` is a number in [0, 1) drawn by the caller, so the delay is
+    ``min(cap, base * 2**attempt) * (0.5 + jitter / 2)``: between half and all
+    of the exponential step, which spreads clients that failed together.
+    """
+    step = min(cap, base * math.pow(2, attempt))
+    return step * (0.5 + jitter / 2)
+
+
+# --- images ---------------------------------------------------------------------------
+
+IMAGE_BASE: Final = "https://image.tmdb.org/t/p"
+IMAGE_SIZES: Final[frozenset[str]] = frozenset(
+    {
+        "w45",
+        "w92",
+        "w154",
+        "w185",
+        "w300",
+        "w342",
+        "w500",
+        "w780",
+        "w1280",
+        "h632",
+        "original",
+    }
+)
+_IMAGE_FILE: Final = re.compile(r"/[A-Za-z0-9_-]+\.(?:jpg|jpeg|png|svg|webp)")
+
+ImageSize = Literal[
+    "w45", "w92", "w154", "w185", "w300", "w342", "w500", "w780", "w1280", "h632", "original"
+]
+
+
+def check_image(size: object, file_path: object) -> tuple[str, str]:
+    """Validate an image size and a single ``/name.ext`` file path."""
+    if not isinstance(size, str) or size not in IMAGE_SIZES:
+        raise ConfigurationError(
+            f"unknown image size {size!r}; use one of {', '.join(sorted(IMAGE_SIZES))}"
+        )
+    if not isinstance(file_path, str) or not _IMAGE_FILE.fullmatch(file_path):
+        raise ConfigurationError(
+            "image file path must be a single '/name.ext' segment "
+            "(letters, digits, '_' or '-', then .jpg/.jpeg/.png/.svg/.webp)"
+        )
+    return size, file_path
+
+
+def image_url(file_path: str, size: str = "w500") -> str:
+    """Build ``https://image.tmdb.org/t/p/{size}{file_path}``.
+
+    Args:
+        file_path: A TMDB image path such as ``/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg``.
+        size: One of TMDB's sizes (``w92`` ... ``original``).
+
+    Raises:
+        ConfigurationError: an unknown size, or a path that is not a single
+            ``/name.ext`` segment (no ``//``, ``://``, ``..`` or query string).
+    """
+    size, file_path = check_image(size, file_path)
+    return f"{IMAGE_BASE}/{size}{file_path}"
