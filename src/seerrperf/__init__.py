@@ -27,6 +27,18 @@ from ._health import (
 )
 from ._lock import AsyncLock, LockStatistics, PgAdvisoryLock
 from ._pool import PoolSettings, async_pool_factory, pool_factory
+from ._stats import collect_stats
+from ._tmdb import (
+    TmdbAuthError,
+    TmdbClient,
+    TmdbError,
+    TmdbNotFound,
+    TmdbRateLimited,
+    TmdbResponseError,
+    TmdbStats,
+    TmdbUnavailable,
+)
+from ._tmdb_policy import TtlPolicy, image_url
 
 try:
     __version__ = version("seerrperf")
@@ -51,6 +63,15 @@ __all__ = [
     "PgAdvisoryLock",
     "PoolSettings",
     "SeerrperfError",
+    "TmdbAuthError",
+    "TmdbClient",
+    "TmdbError",
+    "TmdbNotFound",
+    "TmdbRateLimited",
+    "TmdbResponseError",
+    "TmdbStats",
+    "TmdbUnavailable",
+    "TtlPolicy",
     "__version__",
     "async_check_database_health",
     "async_pool_factory",
@@ -58,9 +79,11 @@ __all__ = [
     "cache_control",
     "cached",
     "check_database_health",
+    "collect_stats",
     "etag_for",
     "health_report",
     "http_date",
+    "image_url",
     "immutable_headers",
     "is_not_modified",
     "no_store_headers",

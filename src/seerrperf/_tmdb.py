@@ -294,8 +294,8 @@ class TmdbClient:
         rps = _check_number("max_rps", max_rps, allow_none=True)
         self._max_retry_after = _check_number("max_retry_after", max_retry_after) or 0.0
         self._max_retries = max_retries
-        self._policy = ttl_policy or TtlPolicy.seed()
-        self._cache = cache or NamedCache("tmdb", ttl=300, maxsize=10_000)
+        self._policy = ttl_policy if ttl_policy is not None else TtlPolicy.seed()
+        self._cache = cache if cache is not None else NamedCache("tmdb", maxsize=10_000)
         self._language = language
         self._region = region
         self._secrets = tuple(s for s in (api_key, access_token) if s)
@@ -304,14 +304,18 @@ class TmdbClient:
         if access_token:
             self._headers["Authorization"] = f"Bearer {access_token}"
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            timeout=self._timeout,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-            headers={"User-Agent": "seerrperf"},
+        self._http = (
+            http_client
+            if http_client is not None
+            else httpx.AsyncClient(
+                timeout=self._timeout,
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+                headers={"User-Agent": "seerrperf"},
+            )
         )
         self._sleep = sleep
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._rng = rng if rng is not None else random.Random()
         self._spacer = _StartSpacer(rps, clock) if rps else None
         self._paused_until = 0.0
         self._closed = False
@@ -381,7 +385,11 @@ class TmdbClient:
     # -- the generic entry point ---------------------------------------------------------
 
     async def get(
-        self, path: str, params: Mapping[str, Scalar | None] | None = None, *, ttl: int | None = None
+        self,
+        path: str,
+        params: Mapping[str, Scalar | None] | None = None,
+        *,
+        ttl: int | None = None,
     ) -> dict[str, Any]:
         """GET an API path, through the cache.
 
@@ -438,12 +446,13 @@ class TmdbClient:
         return result
 
     async def _wait_for_slot(self) -> None:
-        now = self._clock()
-        start = max(now, self._paused_until)
+        pause = self._paused_until - self._clock()
+        if pause > 0:  # a 429's Retry-After holds every request
+            await self._sleep(pause)
         if self._spacer is not None:
-            start = max(start, self._spacer.reserve())
-        if start > now:
-            await self._sleep(start - now)
+            wait = self._spacer.reserve()
+            if wait > 0:
+                await self._sleep(wait)
 
     async def _fetch(self, path: str, query: Mapping[str, str]) -> dict[str, Any]:
         url = self._base + path
@@ -472,9 +481,11 @@ class TmdbClient:
                     self._rate_limited += 1
                     wait = retry_after_seconds(response.headers.get("Retry-After"))
                     if wait is not None:
-                        delay = min(wait, self._max_retry_after)
-                        # Everyone waits, not only this request: TMDB limits per client.
-                        self._paused_until = max(self._paused_until, self._clock() + delay)
+                        # Every request waits, not only this one (TMDB limits per
+                        # client): the pause is served by _wait_for_slot.
+                        pause = min(wait, self._max_retry_after)
+                        self._paused_until = max(self._paused_until, self._clock() + pause)
+                        delay = 0.0
                 if not isinstance(error, TmdbRateLimited | TmdbUnavailable):
                     self._errors += 1
                     raise error
@@ -488,7 +499,8 @@ class TmdbClient:
             attempt += 1
             self._retries += 1
             logger.debug("TMDB %s: %s; retry %d in %.2f s", path, error, attempt, delay)
-            await self._sleep(delay)
+            if delay:
+                await self._sleep(delay)
 
     def _describe(self, message: str, path: str) -> str:
         return redact(f"TMDB {path}: {message}", self._secrets)[:300]
@@ -532,9 +544,13 @@ class TmdbClient:
 
     # -- endpoints -----------------------------------------------------------------------
 
-    async def get_movie(self, movie_id: int, *, append_to_response: Iterable[str] = ()) -> dict[str, Any]:
+    async def get_movie(
+        self, movie_id: int, *, append_to_response: Iterable[str] = ()
+    ) -> dict[str, Any]:
         """``/movie/{id}``, optionally with ``append_to_response`` parts (cached 6 h by default)."""
-        return await self.get(f"/movie/{check_id(movie_id, 'movie_id')}", _append(append_to_response))
+        return await self.get(
+            f"/movie/{check_id(movie_id, 'movie_id')}", _append(append_to_response)
+        )
 
     async def get_tv(self, tv_id: int, *, append_to_response: Iterable[str] = ()) -> dict[str, Any]:
         """``/tv/{id}`` (cached 2 h by default: new seasons and episodes appear)."""
@@ -554,7 +570,9 @@ class TmdbClient:
         """``/collection/{id}``."""
         return await self.get(f"/collection/{check_id(collection_id, 'collection_id')}")
 
-    async def _search(self, kind: str, query: str, page: int, **extra: Scalar | None) -> dict[str, Any]:
+    async def _search(
+        self, kind: str, query: str, page: int, **extra: Scalar | None
+    ) -> dict[str, Any]:
         params: dict[str, Scalar | None] = {
             "query": check_query(query),
             "page": check_page(page),

@@ -1,0 +1,123 @@
+"""One JSON-ready snapshot of everything seerrperf measures, for a debug endpoint.
+
+The seed asks to watch pool usage, cache hit rates, API response times and
+external API call counts; :func:`collect_stats` gathers them in one dict and
+:mod:`seerrperf.prometheus` exports the same figures as metrics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeAlias
+
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from ._cache import CacheManager, NamedCache
+from ._exceptions import ConfigurationError
+from ._lock import AsyncLock, PgAdvisoryLock
+from ._tmdb import TmdbClient
+
+__all__ = ["collect_stats"]
+
+Lock: TypeAlias = AsyncLock | PgAdvisoryLock
+Caches: TypeAlias = CacheManager | Mapping[str, NamedCache] | Iterable[NamedCache]
+
+# psycopg_pool omits counters that are still zero; the snapshot always has them all.
+POOL_COUNTERS = (
+    "pool_min",
+    "pool_max",
+    "pool_size",
+    "pool_available",
+    "requests_waiting",
+    "requests_num",
+    "requests_queued",
+    "requests_wait_ms",
+    "requests_errors",
+    "usage_ms",
+    "returns_bad",
+    "connections_num",
+    "connections_ms",
+    "connections_errors",
+    "connections_lost",
+)
+
+
+def pool_stats(pool: ConnectionPool[Any] | AsyncConnectionPool[Any]) -> dict[str, Any]:
+    """Return a pool's psycopg_pool counters, complete, plus derived figures.
+
+    ``in_use`` is connections checked out now, ``utilisation`` is ``in_use /
+    pool_max``, ``avg_wait_ms`` the mean wait of the requests that queued.
+    """
+    raw = pool.get_stats()
+    stats: dict[str, Any] = {"name": pool.name}
+    stats.update({key: int(raw.get(key, 0)) for key in POOL_COUNTERS})
+    in_use = max(0, stats["pool_size"] - stats["pool_available"])
+    stats["in_use"] = in_use
+    stats["utilisation"] = in_use / stats["pool_max"] if stats["pool_max"] else 0.0
+    queued = stats["requests_queued"]
+    stats["avg_wait_ms"] = stats["requests_wait_ms"] / queued if queued else 0.0
+    return stats
+
+
+def _named_caches(caches: Caches) -> dict[str, NamedCache]:
+    if isinstance(caches, CacheManager):
+        return {name: caches.get_cache(name) for name in caches.names()}
+    if isinstance(caches, NamedCache):
+        return {caches.name: caches}
+    if isinstance(caches, Mapping):
+        return dict(caches)
+    return {cache.name: cache for cache in caches}
+
+
+def _named_locks(locks: Lock | Mapping[str, Lock]) -> dict[str, Lock]:
+    if isinstance(locks, AsyncLock | PgAdvisoryLock):
+        return {"default": locks}
+    return dict(locks)
+
+
+def collect_stats(
+    *,
+    pool: ConnectionPool[Any] | AsyncConnectionPool[Any] | None = None,
+    caches: Caches | None = None,
+    tmdb: TmdbClient | None = None,
+    locks: Lock | Mapping[str, Lock] | None = None,
+) -> dict[str, Any]:
+    """Return one JSON-ready snapshot of pool, caches, TMDB client and locks.
+
+    Args:
+        pool: A psycopg_pool pool (sync or async): connections in use, idle,
+            waiting requests, wait times, errors.
+        caches: A :class:`CacheManager`, a mapping of names to
+            :class:`NamedCache`, or caches: per-cache hits, misses, hit rate,
+            keys, sizes.
+        tmdb: A :class:`TmdbClient`: requests, upstream calls, cache hits,
+            coalesced waiters, retries, 429s, errors, latency p50/p95.
+        locks: An :class:`AsyncLock` / :class:`PgAdvisoryLock` or a mapping
+            of names to them: held keys, waiting tasks, contention, timeouts.
+
+    Returns:
+        ``{"collected_at": ISO time, "pool": ..., "caches": ..., "tmdb": ...,
+        "locks": ...}`` with only the sections given.
+
+    Raises:
+        ConfigurationError: nothing was given to collect.
+    """
+    if pool is None and caches is None and tmdb is None and locks is None:
+        raise ConfigurationError("collect_stats needs at least one of pool, caches, tmdb, locks")
+    snapshot: dict[str, Any] = {
+        "collected_at": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    }
+    if pool is not None:
+        snapshot["pool"] = pool_stats(pool)
+    if caches is not None:
+        snapshot["caches"] = {
+            name: cache.stats().as_dict() for name, cache in _named_caches(caches).items()
+        }
+    if tmdb is not None:
+        snapshot["tmdb"] = tmdb.stats().as_dict()
+    if locks is not None:
+        snapshot["locks"] = {
+            name: lock.statistics().as_dict() for name, lock in _named_locks(locks).items()
+        }
+    return snapshot
