@@ -449,3 +449,55 @@ async def test_stats_are_json_ready() -> None:
     assert data["cache_hits"] == 1
     assert data["upstream_calls"] == 1
     assert data["latency_p50_ms"] >= 0
+
+
+# --- end to end against FakeTmdb ---------------------------------------------------------
+
+
+async def test_end_to_end_over_a_real_socket() -> None:
+    from seerrperf.testing import FakeTmdb
+
+    fake = FakeTmdb(api_key=SENTINEL)
+    async with fake.serve() as base_url, TmdbClient(api_key=SENTINEL, base_url=base_url) as tmdb:
+        matrix = await tmdb.get_movie(603, append_to_response=["credits"])
+        assert matrix["title"] == "The Matrix"
+        got = await tmdb.get_tv(1399)
+        assert got["name"] == "Game of Thrones"
+        results = await tmdb.search_multi("matrix")
+        assert "results" in results
+        languages = await tmdb.get_languages()
+        assert isinstance(languages["results"], list)
+        movies = await tmdb.get_movies([603, 604, 603])
+        assert [m["id"] if m else None for m in movies] == [603, 604, 603]
+        with pytest.raises(TmdbNotFound):
+            await tmdb.get_movie(fake.max_id + 1)
+        await tmdb.get_movie(604)
+        # 603 twice: with and without append_to_response are different resources.
+        assert fake.stats().requests_by_path["/3/movie/603"] == 2
+        assert fake.stats().requests_by_path["/3/movie/604"] == 1  # cached
+
+
+async def test_fake_outage_and_wrong_key_through_the_client() -> None:
+    from seerrperf.testing import FakeTmdb
+
+    fake = FakeTmdb(api_key="right")
+    async with TmdbClient(
+        api_key="wrong", http_client=httpx.AsyncClient(transport=fake.transport())
+    ) as tmdb:
+        with pytest.raises(TmdbAuthError):
+            await tmdb.get_movie(603)
+    time = FakeTime()
+    async with TmdbClient(
+        api_key="right",
+        http_client=httpx.AsyncClient(transport=fake.transport()),
+        cache=NamedCache("tmdb", timer=time),
+        sleep=time.sleep,
+        clock=time,
+        max_retries=2,
+    ) as tmdb:
+        fresh = await tmdb.get_movie(603)
+        fake.outage = True
+        time.now += 12 * 3600  # past TTL and SWR, inside stale-if-error
+        assert await tmdb.get_movie(603) == fresh
+        with pytest.raises(TmdbUnavailable):
+            await tmdb.get_movie(604)
