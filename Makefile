@@ -5,8 +5,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SMOKE := .smoke-venv
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest package docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,15 +23,34 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict src tests/typing
+	$(BIN)/pyright tests/typing
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
-test: lint typecheck pytest
+# Build sdist and wheel, check their metadata and contents, install the wheel
+# into a fresh virtualenv without dev dependencies, use it, and verify that
+# pyright knows the type of every public symbol.
+package: $(STAMP)
+	rm -rf dist $(SMOKE)
+	$(BIN)/python -m build --outdir dist . > /dev/null
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python scripts/check_wheel.py dist/*.whl
+	$(PYTHON) -m venv $(SMOKE)
+	$(SMOKE)/bin/python -m pip install --quiet "$$(ls dist/*.whl)[binary,prometheus,starlette]"
+	cd /tmp && $(CURDIR)/$(SMOKE)/bin/python $(CURDIR)/scripts/smoke.py
+	cd /tmp && VIRTUAL_ENV=$(CURDIR)/$(SMOKE) PATH=$(CURDIR)/$(SMOKE)/bin:$$PATH \
+		$(CURDIR)/$(BIN)/pyright --verifytypes seerrperf --ignoreexternal
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
+test: lint typecheck pytest package docs
 
 bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	$(BIN)/python benchmarks/render.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build
+	rm -rf $(VENV) $(SMOKE) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build site

@@ -39,6 +39,7 @@ async def test_one_snapshot_of_everything(postgres_dsn: str) -> None:
     await tmdb.get_movie(1)
     await tmdb.get_movie(1)
     async with async_pool_factory(postgres_dsn, min_size=1, max_size=3, name="app") as pool:
+        await pool.wait()  # otherwise a connection still being opened counts as in use
         async with pool.connection() as conn:
             await conn.execute("SELECT 1")
             snapshot = collect_stats(pool=pool, caches=caches, tmdb=tmdb, locks={"media": lock})

@@ -46,7 +46,8 @@ POOL_COUNTERS = (
 def pool_stats(pool: ConnectionPool[Any] | AsyncConnectionPool[Any]) -> dict[str, Any]:
     """Return a pool's psycopg_pool counters, complete, plus derived figures.
 
-    ``in_use`` is connections checked out now, ``utilisation`` is ``in_use /
+    ``in_use`` is connections checked out now (or still being opened: psycopg_pool
+    counts those in ``pool_size``), ``utilisation`` is ``in_use /
     pool_max``, ``avg_wait_ms`` the mean wait of the requests that queued.
     """
     raw = pool.get_stats()

@@ -15,10 +15,10 @@ from typing import Any
 try:
     from starlette.requests import Request
     from starlette.responses import Response
-except ImportError as exc:  # pragma: no cover - depends on the environment
+except ImportError as _missing:  # pragma: no cover - depends on the environment
     raise ImportError(
         'seerrperf.starlette needs Starlette: pip install "seerrperf[starlette]"'
-    ) from exc
+    ) from _missing
 
 from ._exceptions import ConfigurationError
 from ._headers import (

@@ -97,7 +97,7 @@ class EmbeddedPostgres:
         self._data = self._root / "data"
         self._log = self._root / "server.log"
         self._user = self._run_as()
-        self.port = _free_port()
+        self.port: int = _free_port()
         self._initialised = False
         self._running = False
 

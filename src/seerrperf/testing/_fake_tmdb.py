@@ -189,12 +189,12 @@ class FakeTmdb:
         ConfigurationError: an argument is out of range or of the wrong type.
     """
 
-    latency = _Knob(_seconds, "Seconds every response is delayed.")
-    jitter = _Knob(_seconds, "Up to this many extra seconds of delay per request.")
-    error_rate = _Knob(_probability, "Probability (0-1) that a request gets a 500.")
-    throttle = _Knob(_count, "How many of the next requests get 429 (counts down).")
-    retry_after = _Knob(_count, "Seconds sent in a 429's Retry-After header.")
-    outage = _Knob(_flag, "While True, every request gets 503.")
+    latency: _Knob[float] = _Knob(_seconds, "Seconds every response is delayed.")
+    jitter: _Knob[float] = _Knob(_seconds, "Up to this many extra seconds of delay per request.")
+    error_rate: _Knob[float] = _Knob(_probability, "Probability (0-1) that a request gets a 500.")
+    throttle: _Knob[int] = _Knob(_count, "How many of the next requests get 429 (counts down).")
+    retry_after: _Knob[int] = _Knob(_count, "Seconds sent in a 429's Retry-After header.")
+    outage: _Knob[bool] = _Knob(_flag, "While True, every request gets 503.")
 
     def __init__(
         self,

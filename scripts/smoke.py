@@ -1,0 +1,41 @@
+"""Import-and-use smoke test for an installed seerrperf wheel (no dev dependencies).
+
+Run from outside the source tree so ``import seerrperf`` finds the installed
+package, not ``src/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import httpx
+
+import seerrperf
+from seerrperf import CacheControl, CacheManager, TmdbClient, image_url, pool_factory
+from seerrperf.testing import FakeTmdb
+
+
+async def main() -> None:
+    assert "site-packages" in (seerrperf.__file__ or ""), seerrperf.__file__
+    cc = CacheControl(public=True, max_age=60, stale_while_revalidate=600)
+    assert CacheControl.parse(str(cc)) == cc
+    caches = CacheManager.seerr()
+    assert "tmdb" in caches.names()
+    fake = FakeTmdb(api_key="smoke")
+    http = httpx.AsyncClient(transport=fake.transport())
+    tmdb_cache = caches.get_cache("tmdb")
+    async with TmdbClient(api_key="smoke", http_client=http, cache=tmdb_cache) as tmdb:
+        movie = await tmdb.get_movie(603)
+        assert movie["title"] == "The Matrix", movie
+        await tmdb.get_movie(603)
+        assert tmdb.stats().upstream_calls == 1
+    await http.aclose()
+    assert image_url("/abc.jpg").endswith("/w500/abc.jpg")
+    pool = pool_factory("postgresql://app@localhost/app")  # built, never opened
+    assert pool.max_size == 20
+    print(f"seerrperf {seerrperf.__version__} smoke test passed ({sys.executable})")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
