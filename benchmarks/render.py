@@ -1,0 +1,269 @@
+"""Render benchmarks/results/*.json into docs/benchmarks.md with PNG charts.
+
+Run by ``make bench`` after every ``bench_*.py``; also runnable alone to
+re-render the last results. Every figure is shown as a ratio against the
+baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = ROOT / "docs"
+IMAGES = DOCS / "img"
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:,.2f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def bar_chart(name: str, title: str, labels: list[str], values: list[float], xlabel: str) -> str:
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.45 * len(labels)))
+    bars = ax.barh(labels[::-1], values[::-1], color="#4c72b0")
+    ax.bar_label(bars, labels=[f"{v:,.2f}x" for v in values[::-1]], padding=3, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.margins(x=0.2)
+    fig.tight_layout()
+    path = IMAGES / f"{name}.png"
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return f"![{title}](img/{name}.png)"
+
+
+def pool(data: dict[str, Any]) -> str:
+    rows = data["results"]
+    out = [
+        "## Connection pool (`bench_pool.py`)",
+        "",
+        f"{data['params']['tasks']} concurrent one-query requests on an embedded PostgreSQL, "
+        f"median of {data['params']['rounds']} rounds. Server connections are the distinct "
+        "backend processes that answered. Baseline: a new connection per request.",
+        "",
+        table(
+            ["strategy", "throughput vs baseline", "p99 vs baseline", "server connections"],
+            [
+                [
+                    r["name"],
+                    f"{r['throughput_ratio']:.2f}x",
+                    f"{r['p99_ratio']:.2f}x",
+                    r["server_connections"],
+                ]
+                for r in rows
+            ],
+        ),
+        "",
+        bar_chart(
+            "bench_pool",
+            "Throughput vs a new connection per request (higher is better)",
+            [r["name"] for r in rows],
+            [r["throughput_ratio"] for r in rows],
+            "x baseline",
+        ),
+    ]
+    return "\n".join(out)
+
+
+def lock(data: dict[str, Any]) -> str:
+    unc = data["uncontended_ratio_vs_asyncio_lock"]
+    drain = data["drain_ratio_vs_seerrperf"]
+    sizes = list(next(iter(drain.values())))
+    out = [
+        "## Locks (`bench_lock.py`)",
+        "",
+        "Uncontended acquire/release, as a ratio to a bare `asyncio.Lock` (lower is better):",
+        "",
+        table(["lock", "x asyncio.Lock"], [[k, f"{v:.2f}x"] for k, v in unc.items()]),
+        "",
+        "Draining n waiters on one key, time as a ratio to seerrperf's `AsyncLock` "
+        "(higher means slower than ours):",
+        "",
+        table(
+            ["lock", *[f"n={int(n):,}" for n in sizes]],
+            [[k, *[f"{v[n]:.2f}x" for n in sizes]] for k, v in drain.items()],
+        ),
+        "",
+        "Growth from 10k to 20k waiters (2.0 = linear): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in data["drain_growth_10k_to_20k"].items())
+        + ".",
+        "",
+        bar_chart(
+            "bench_lock",
+            f"Drain time of n={int(sizes[-1]):,} waiters vs seerrperf.AsyncLock",
+            list(drain),
+            [v[sizes[-1]] for v in drain.values()],
+            "x seerrperf.AsyncLock (lower is better)",
+        ),
+        "",
+        "Memory: keys kept after 100,000 acquisitions over 10,000 keys: "
+        + ", ".join(f"{k} {v['keys_tracked_after']:,}" for k, v in data["memory"].items())
+        + ".",
+    ]
+    return "\n".join(out)
+
+
+def cache(data: dict[str, Any]) -> str:
+    base = next(iter(data["hit_path_ns"].values()))
+    hits = [[k, f"{v / base:.2f}x"] for k, v in data["hit_path_ns"].items()]
+    traces = [
+        [
+            name,
+            t["requests"],
+            t["seerr_getRolling"],
+            t["seerrperf"],
+            f"{data['trace_ratio'][name]:.1f}x",
+        ]
+        for name, t in data["trace_upstream_calls"].items()
+    ]
+    out = [
+        "## Caches (`bench_cache.py`)",
+        "",
+        "Hit path, as a ratio to a bare `cachetools.TTLCache[key]` lookup (not thread-safe):",
+        "",
+        table(["lookup", "x bare TTLCache"], hits),
+        "",
+        f"Stampede: 1,000 concurrent misses on one key ran the loader "
+        f"{data['stampede_loader_calls']['seerrperf']} time(s) with seerrperf and "
+        f"{data['stampede_loader_calls']['seerr_style']:,} times with a Seerr-style cache "
+        f"({data['stampede_ratio']:,.0f}x fewer).",
+        "",
+        "Upstream calls on the same access trace, Seerr's `getRolling` rule vs "
+        "stale-while-revalidate with one refresh per key:",
+        "",
+        table(["trace", "requests", "getRolling", "seerrperf", "fewer"], traces),
+        "",
+        bar_chart(
+            "bench_cache",
+            "Hit path vs a bare cachetools lookup (lower is better)",
+            list(data["hit_path_ns"]),
+            [v / base for v in data["hit_path_ns"].values()],
+            "x bare TTLCache[key]",
+        ),
+    ]
+    return "\n".join(out)
+
+
+def batch(data: dict[str, Any]) -> str:
+    sections = []
+    for name, timings in data["seconds"].items():
+        ref = min(timings.values()) if "postgres" in name else None
+        if ref is None:
+            ref = next(v for k, v in timings.items() if k.startswith(("batch_fetch", "asyncio")))
+        sections.append(f"**{name}** (time as a ratio to the reference, lower is better)")
+        sections.append("")
+        sections.append(
+            table(["strategy", "x reference"], [[k, f"{v / ref:.2f}x"] for k, v in timings.items()])
+        )
+        sections.append("")
+    jitter = data["seconds"]["latency: 200 items, 10-100 ms each"]
+    ref = jitter["batch_fetch(concurrency=10)"]
+    return "\n".join(
+        [
+            "## Batch helpers (`bench_batch.py`)",
+            "",
+            *sections,
+            bar_chart(
+                "bench_batch",
+                "200 items with 10-100 ms latency: time vs batch_fetch (lower is better)",
+                list(jitter),
+                [v / ref for v in jitter.values()],
+                "x batch_fetch(concurrency=10)",
+            ),
+        ]
+    )
+
+
+def tmdb(data: dict[str, Any]) -> str:
+    rows = data["rows"]
+    params = data["params"]
+    lim = data["limiter"]
+    return "\n".join(
+        [
+            "## TMDB client (`bench_tmdb.py`)",
+            "",
+            f"{params['lookups']:,} movie lookups over {params['ids']:,} ids (Zipf), "
+            f"{params['concurrency']} concurrent, against `FakeTmdb.serve()` on a real socket "
+            f"with {params['latency'] * 1000:.0f} ms latency "
+            f"({data['distinct_ids']} distinct ids in the trace). Baseline: plain httpx.",
+            "",
+            table(
+                ["client", "upstream calls", "x baseline", "throughput x baseline"],
+                [
+                    [
+                        r["name"],
+                        r["upstream_calls"],
+                        f"{r['upstream_ratio']:.3f}x",
+                        f"{r['throughput_ratio']:.1f}x",
+                    ]
+                    for r in rows
+                ],
+            ),
+            "",
+            f"Limiter alone: {lim['requests']} distinct requests at `max_rps={lim['max_rps']}` "
+            f"reached TMDB at {lim['observed_rps']:.1f} requests/s.",
+            "",
+            bar_chart(
+                "bench_tmdb",
+                "Upstream calls vs plain httpx (lower is better)",
+                [r["name"] for r in rows],
+                [r["upstream_ratio"] for r in rows],
+                "x plain httpx",
+            ),
+        ]
+    )
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "bench_pool": pool,
+    "bench_lock": lock,
+    "bench_cache": cache,
+    "bench_batch": batch,
+    "bench_tmdb": tmdb,
+}
+
+
+def main() -> None:
+    parts = [
+        "# Benchmarks",
+        "",
+        "Every figure is a ratio against a baseline measured side by side in the same run "
+        "on the same machine; absolute numbers depend on the machine and are in "
+        "`benchmarks/results/*.json`. Regenerate this page with `make bench` "
+        "(it runs every `benchmarks/bench_*.py`, then `benchmarks/render.py`).",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {platform.system()}.",
+    ]
+    for name, render in RENDERERS.items():
+        path = RESULTS / f"{name}.json"
+        if path.exists():
+            parts += ["", render(json.loads(path.read_text()))]
+    (DOCS / "benchmarks.md").write_text("\n".join(parts) + "\n")
+    print(f"wrote {DOCS / 'benchmarks.md'}")
+
+
+if __name__ == "__main__":
+    main()
