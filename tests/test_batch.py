@@ -638,3 +638,13 @@ async def test_loader_turns_500_lookups_into_few_queries_on_postgres(postgres_ds
     assert loader.stats() == BatchLoaderStats(
         batches=len(queries), keys_loaded=500, largest_batch=max_batch_size
     )
+
+
+@BOTH
+@pytest.mark.anyio
+async def test_a_sync_function_is_refused_not_turned_into_nones() -> None:
+    def not_async(item: int) -> int:
+        return item
+
+    with pytest.raises(ConfigurationError, match="returned int, not an awaitable"):
+        await batch_fetch(not_async, [1, 2, 3])  # type: ignore[arg-type]

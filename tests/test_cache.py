@@ -1060,3 +1060,14 @@ def test_an_async_loader_given_to_get_or_set_is_refused() -> None:
         cache.get_or_set("k", loader)  # type: ignore[arg-type]
     assert "k" not in cache
     assert cache.stats().load_errors == 1
+
+
+def test_stats_without_sizes_skip_the_walk_but_count_keys() -> None:
+    cache = NamedCache("t", timer=FakeClock())
+    cache.set("a", "x" * 1000)
+    cache.set("b", 2)
+    quick = cache.stats(sizes=False)
+    full = cache.stats()
+    assert (quick.keys, full.keys) == (2, 2)
+    assert (quick.key_bytes, quick.value_bytes) == (0, 0)
+    assert full.value_bytes > 1000

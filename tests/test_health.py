@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import anyio
 import pytest
 
 from seerrperf import (
@@ -173,10 +174,10 @@ def test_report_without_results_fails() -> None:
     assert report.body["status"] == "fail"
 
 
-@pytest.mark.parametrize("timeout", [0, -1, float("nan"), "2", True])
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "2", True])
 def test_bad_timeout_is_a_configuration_error(timeout: object, postgres_dsn: str) -> None:
     pool = pool_factory(postgres_dsn)
-    with pytest.raises(ConfigurationError, match="timeout must be a positive number"):
+    with pytest.raises(ConfigurationError, match="timeout must be"):
         check_database_health(pool, timeout=timeout)  # type: ignore[arg-type]
 
 
@@ -233,3 +234,61 @@ def test_cli_reports_configuration_errors_with_exit_two() -> None:
     assert done.returncode == 2
     assert "not a valid PostgreSQL DSN" in done.stderr
     assert SENTINEL not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_the_deadline_also_bounds_the_checkout_liveness_check(
+    own_server: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch, asynchronous: bool
+) -> None:
+    """An idle connection is verified inside getconn(): a frozen server must not hang that."""
+    import seerrperf._pool as pool_module
+
+    now = [1000.0]
+    monkeypatch.setattr(pool_module, "_clock", lambda: now[0])
+
+    async def run_async() -> tuple[HealthResult, float]:
+        async with async_pool_factory(own_server.dsn, min_size=1, max_size=1) as pool:
+            await pool.wait()
+            now[0] += 5  # idle past check_idle: the next checkout runs the liveness check
+            own_server.pause()
+            try:
+                t0 = time.monotonic()
+                result = await async_check_database_health(pool, timeout=1.0)
+                return result, time.monotonic() - t0
+            finally:
+                own_server.resume()
+
+    def run_sync() -> tuple[HealthResult, float]:
+        with pool_factory(own_server.dsn, min_size=1, max_size=1) as pool:
+            pool.wait()
+            now[0] += 5
+            own_server.pause()
+            try:
+                t0 = time.monotonic()
+                result = check_database_health(pool, timeout=1.0)
+                return result, time.monotonic() - t0
+            finally:
+                own_server.resume()
+
+    result, elapsed = anyio.run(run_async) if asynchronous else run_sync()
+    assert not result.healthy
+    assert elapsed < 1.0 + MARGIN
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_check_leaves_no_watchdog_behind(own_server: EmbeddedPostgres) -> None:
+    async with async_pool_factory(own_server.dsn, min_size=1, max_size=1) as pool:
+        await pool.wait()
+        threads_before = threading.active_count()
+        own_server.pause()
+        try:
+            with anyio.move_on_after(0.2) as scope:
+                await async_check_database_health(pool, timeout=1.0)
+            assert scope.cancelled_caught
+        finally:
+            own_server.resume()
+        assert threading.active_count() == threads_before  # the timer was disarmed
+        # The deadline of the cancelled check (1 s) passes during this query:
+        # nothing may shut its connection down.
+        async with pool.connection(timeout=5) as conn:
+            await conn.execute("SELECT pg_sleep(1.2)")

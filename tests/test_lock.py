@@ -25,7 +25,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from trio.testing import MockClock
 
 from seerrperf import (
@@ -794,3 +794,27 @@ def test_a_per_process_lock_lets_every_process_insert(
     assert all(r["met_others_inside"] is True for r in reports)
     assert _count_rows(postgres_dsn, table) == _lock_worker.PROCESSES
     assert sum(r["acquisitions"] for r in reports) == 100
+
+
+@pg
+@pytest.mark.anyio
+async def test_advisory_timeout_zero_takes_a_free_key(pool: AsyncConnectionPool[Any]) -> None:
+    await pool.wait()  # a connection is idle: a zero wait for it must still succeed
+    adv = PgAdvisoryLock(pool, namespace="zero")
+    async with adv(("movie", 1), timeout=0) as conn:
+        await conn.execute("SELECT 1")
+    assert adv.statistics().acquisitions == 1
+
+
+@pg
+@pytest.mark.anyio
+async def test_no_free_connection_within_the_locks_timeout_is_a_lock_timeout(
+    pool: AsyncConnectionPool[Any],
+) -> None:
+    adv = PgAdvisoryLock(pool, namespace="busy")  # the pool has max_size=2
+    async with pool.connection(), pool.connection():
+        with pytest.raises(LockTimeout, match="no pooled connection") as info:
+            async with adv(("movie", 1), timeout=0.05):
+                pytest.fail("no connection was free")
+    assert isinstance(info.value.__cause__, PoolTimeout)
+    assert adv.statistics().timeouts == 1

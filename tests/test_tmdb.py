@@ -501,3 +501,47 @@ async def test_fake_outage_and_wrong_key_through_the_client() -> None:
         assert await tmdb.get_movie(603) == fresh
         with pytest.raises(TmdbUnavailable):
             await tmdb.get_movie(604)
+
+
+async def test_parameter_values_cannot_pose_as_other_parameters() -> None:
+    upstream = Upstream(lambda r: httpx.Response(200, json={"asked": dict(r.url.params)}))
+    client, _ = make_client(upstream)
+    first = await client.get("/search/movie", {"query": "a&year=1999"})
+    second = await client.get("/search/movie", {"query": "a", "year": 1999})
+    assert upstream.total == 2
+    assert first["asked"]["query"] == "a&year=1999"
+    assert second["asked"]["year"] == "1999"
+
+
+async def test_percent_encoded_keys_are_masked_in_httpx_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="httpx")
+    key = f"{SENTINEL}+/x y"
+    upstream = Upstream()
+    client, _ = make_client(upstream, api_key=key)
+    await client.get_movie(1)
+    assert "HTTP Request" in caplog.text
+    assert SENTINEL not in caplog.text
+    for form in (key, "s3cr3t-sentinel%2B", "sentinel+%2F"):
+        assert form not in caplog.text
+
+
+async def test_dropped_clients_leave_no_log_filter_behind() -> None:
+    import gc
+
+    from seerrperf._tmdb import _LOG_FILTER
+
+    before = len(logging.getLogger("httpx").filters)
+    for _ in range(50):
+        make_client(Upstream())
+    gc.collect()
+    assert len(logging.getLogger("httpx").filters) <= max(before, 1)
+    assert len(_LOG_FILTER._clients) <= 1
+
+
+async def test_a_closed_client_refuses_upstream_calls() -> None:
+    client, _ = make_client(Upstream())
+    await client.aclose()
+    with pytest.raises(Exception, match="closed"):
+        await client.get_movie(1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import logging
 import math
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
@@ -27,7 +28,7 @@ import anyio
 import anyio.lowlevel
 
 from ._exceptions import ConfigurationError
-from ._pool import _require_int, _require_seconds
+from ._validate import require_int, require_positive, require_seconds
 
 __all__ = ["BatchLoader", "BatchLoaderStats", "batch_fetch"]
 
@@ -80,13 +81,6 @@ def _dedupe(items: list[Any]) -> tuple[list[int], list[int]]:
             first_index.append(index)
         slot_of.append(slot)
     return slot_of, first_index
-
-
-def _require_positive_rate(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigurationError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigurationError(f"{name} must be finite and > 0, got {value}")
 
 
 @overload
@@ -168,11 +162,11 @@ async def batch_fetch(
     """
     if not callable(fn):
         raise ConfigurationError("fn must be a coroutine function")
-    _require_int("concurrency", concurrency, minimum=1)
+    require_int("concurrency", concurrency, minimum=1)
     if item_timeout is not None:
-        _require_seconds("item_timeout", item_timeout, allow_zero=False)
+        require_seconds("item_timeout", item_timeout, allow_zero=False)
     if max_per_second is not None:
-        _require_positive_rate("max_per_second", max_per_second)
+        require_positive("max_per_second", max_per_second)
 
     inputs = list(items)
     slot_of, first_index = _dedupe(inputs)
@@ -196,15 +190,26 @@ async def batch_fetch(
             )
             try:
                 with deadline:
-                    results[slot] = await fn(inputs[index])
+                    call: Any = fn(inputs[index])  # typed async, but users pass sync ones
+                    if not inspect.isawaitable(call):
+                        # A programming error, not an item failure: stop everything.
+                        misuse.append(type(call).__name__)
+                        tg.cancel_scope.cancel()
+                        return
+                    results[slot] = await call
             except Exception as exc:
                 logger.debug("batch_fetch: item %d failed with %s", index, type(exc).__name__)
                 if return_exceptions:
                     results[slot] = exc
 
+    misuse: list[str] = []
     async with anyio.create_task_group() as tg:
         for _ in range(min(concurrency, len(first_index))):
             tg.start_soon(worker)
+    if misuse:
+        raise ConfigurationError(
+            f"fn must be a coroutine function; it returned {misuse[0]}, not an awaitable"
+        )
     return [results[slot] for slot in slot_of]
 
 
@@ -298,8 +303,8 @@ class BatchLoader(Generic[K, V]):
     ) -> None:
         if not callable(load_many):
             raise ConfigurationError("load_many must be a coroutine function")
-        _require_int("max_batch_size", max_batch_size, minimum=1)
-        _require_seconds("batch_window", batch_window, allow_zero=True)
+        require_int("max_batch_size", max_batch_size, minimum=1)
+        require_seconds("batch_window", batch_window, allow_zero=True)
         self._load_many = load_many
         self._max_batch_size = max_batch_size
         self._batch_window = batch_window

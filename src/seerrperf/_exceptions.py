@@ -6,6 +6,13 @@
      +-- ConfigurationError (also ValueError)
      +-- LockTimeout (also TimeoutError)
      +-- CacheLoadAbortedError
+     +-- TmdbError                      (seerrperf._tmdb; .status, .path)
+     |    +-- TmdbNotFound
+     |    +-- TmdbAuthError
+     |    +-- TmdbRateLimited
+     |    +-- TmdbUnavailable
+     |    +-- TmdbResponseError
+     +-- EmbeddedPostgresError          (seerrperf.testing)
 
 Driver and pool errors (``psycopg.OperationalError``,
 ``psycopg.errors.QueryCanceled``, ``psycopg_pool.PoolTimeout``) pass through

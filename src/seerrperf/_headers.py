@@ -411,7 +411,7 @@ def _canonical_json(data: Any) -> bytes:
         )
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(
-            f"data must be bytes, str or JSON-serialisable: {type(exc).__name__}: {exc}"
+            f"data must be JSON-serialisable: {type(exc).__name__}: {exc}"
         ) from exc
     return text.encode("utf-8")
 

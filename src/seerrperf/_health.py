@@ -13,13 +13,9 @@ make psycopg wait up to ten seconds for the server to acknowledge.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
-import os
-import socket
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,8 +24,9 @@ from typing import Any, Literal
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from ._exceptions import ConfigurationError
 from ._redact import dsn_secrets, redact
+from ._validate import require_seconds
+from ._watchdog import Watchdog, deadline_scope
 
 __all__ = [
     "HealthReport",
@@ -100,18 +97,12 @@ class HealthReport:
         return json.dumps(self.body, separators=(",", ":"), sort_keys=True)
 
 
-def _validate_timeout(timeout: float) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    return float(timeout)
-
-
 class _Check:
     """Shared, I/O-free bookkeeping for one check: deadline, result, errors."""
 
     def __init__(self, pool: ConnectionPool[Any] | AsyncConnectionPool[Any], timeout: float):
         self.pool = pool
-        self.timeout = _validate_timeout(timeout)
+        self.timeout = require_seconds("timeout", timeout, allow_zero=False)
         self.start = time.monotonic()
         self.deadline = self.start + self.timeout
         self.secrets = dsn_secrets(pool.conninfo) if isinstance(pool.conninfo, str) else ()
@@ -143,38 +134,6 @@ class _Check:
         return text[:_MAX_ERROR_LENGTH]
 
 
-class _Watchdog:
-    """Shut a socket down if a query is still running at the deadline.
-
-    A duplicate descriptor shares the socket: shutting it down wakes the
-    blocked reader with EOF at once, and closing our copy leaves psycopg's.
-    """
-
-    def __init__(self, fd: int, seconds: float) -> None:
-        self._fd = fd
-        self._lock = threading.Lock()
-        self._finished = False
-        self._fired = False
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _fire(self) -> None:
-        with self._lock:
-            if self._finished:
-                return
-            self._fired = True
-            with contextlib.suppress(OSError), socket.socket(fileno=os.dup(self._fd)) as sock:
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def finish(self) -> bool:
-        """Stop the watchdog; return whether it shut the socket down."""
-        self._timer.cancel()
-        with self._lock:
-            self._finished = True
-            return self._fired
-
-
 def check_database_health(pool: ConnectionPool[Any], *, timeout: float = 2.0) -> HealthResult:
     """Run ``SELECT 1`` through ``pool`` and report the outcome.
 
@@ -184,28 +143,25 @@ def check_database_health(pool: ConnectionPool[Any], *, timeout: float = 2.0) ->
 
     Returns:
         A :class:`HealthResult`; it is never an exception for database
-        problems, and it arrives within ``timeout`` plus a small margin.
+        problems, and it arrives within ``timeout`` plus a small margin (for
+        pools made by seerrperf's factories that includes their liveness check
+        on checkout).
 
     Raises:
-        ConfigurationError: ``timeout`` is not a positive number.
+        ConfigurationError: ``timeout`` is not a finite positive number.
     """
     check = _Check(pool, timeout)
     try:
-        with pool.connection(timeout=check.remaining()) as conn:
-            dog = _Watchdog(conn.pgconn.socket, check.remaining())
+        with deadline_scope(check.deadline), pool.connection(timeout=check.remaining()) as conn:
             error: psycopg.Error | None = None
-            try:
-                conn.execute(_QUERY).fetchone()
-            except psycopg.Error as exc:
-                error = exc
-            if dog.finish():
-                conn.close()  # its socket is shut: the pool must not hand it out
-                return check.result(None, timed_out=True)
-            if error is not None:
-                return check.result(error)
+            with Watchdog(conn, check.remaining()) as dog:
+                try:
+                    conn.execute(_QUERY).fetchone()
+                except psycopg.Error as exc:
+                    error = exc
     except Exception as exc:  # health checks report, they do not raise
         return check.result(exc)
-    return check.result(None)
+    return check.result(None if dog.fired else error, timed_out=dog.fired)
 
 
 async def async_check_database_health(
@@ -214,24 +170,21 @@ async def async_check_database_health(
     """Run ``SELECT 1`` through an async ``pool`` and report the outcome.
 
     The async twin of :func:`check_database_health`, with the same guarantees.
+    Cancelling it leaves nothing running.
     """
     check = _Check(pool, timeout)
     try:
-        async with pool.connection(timeout=check.remaining()) as conn:
-            dog = _Watchdog(conn.pgconn.socket, check.remaining())
-            error: psycopg.Error | None = None
-            try:
-                await (await conn.execute(_QUERY)).fetchone()
-            except psycopg.Error as exc:
-                error = exc
-            if dog.finish():
-                await conn.close()  # its socket is shut: the pool must not hand it out
-                return check.result(None, timed_out=True)
-            if error is not None:
-                return check.result(error)
+        with deadline_scope(check.deadline):
+            async with pool.connection(timeout=check.remaining()) as conn:
+                error: psycopg.Error | None = None
+                with Watchdog(conn, check.remaining()) as dog:
+                    try:
+                        await (await conn.execute(_QUERY)).fetchone()
+                    except psycopg.Error as exc:
+                        error = exc
     except Exception as exc:  # health checks report, they do not raise
         return check.result(exc)
-    return check.result(None)
+    return check.result(None if dog.fired else error, timed_out=dog.fired)
 
 
 def health_report(*results: HealthResult, version: str | None = None) -> HealthReport:

@@ -26,10 +26,11 @@ import anyio
 import anyio.lowlevel
 import psycopg.errors
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ._exceptions import ConfigurationError, LockTimeout
-from ._pool import AsyncConnection, _require_seconds
+from ._pool import AsyncConnection
+from ._validate import require_seconds
 
 __all__ = ["AsyncLock", "LockStatistics", "PgAdvisoryLock"]
 
@@ -204,7 +205,7 @@ class AsyncLock:
             ConfigurationError: ``timeout`` is negative or not a finite number.
         """
         if timeout is not None:
-            _require_seconds("timeout", timeout, allow_zero=True)
+            require_seconds("timeout", timeout, allow_zero=True)
         return _Hold(self, key, timeout)
 
     async def dispatch(
@@ -346,6 +347,7 @@ SELECT set_config('seerrperf.lock_timeout', current_setting('lock_timeout'), tru
 SET LOCAL lock_timeout = {};
 SELECT pg_advisory_xact_lock({});
 SELECT set_config('lock_timeout', current_setting('seerrperf.lock_timeout'), true)"""
+_MIN_CHECKOUT = 0.01
 _CLEANUP_TIMEOUT = 5.0  # seconds for a rollback or a server-side cancel
 
 
@@ -434,7 +436,7 @@ class PgAdvisoryLock:
                 negative or not a finite number.
         """
         if timeout is not None:
-            _require_seconds("timeout", timeout, allow_zero=True)
+            require_seconds("timeout", timeout, allow_zero=True)
         return self._hold(self.advisory_key(key), timeout)
 
     async def dispatch(
@@ -493,22 +495,33 @@ class PgAdvisoryLock:
         deadline = None if timeout is None else anyio.current_time() + timeout
         async with self._local(lock_id, timeout=timeout):
             checkout = self._pool.timeout
-            if deadline is not None:
-                checkout = min(checkout, max(deadline - anyio.current_time(), 0.0))
-            async with self._pool.connection(timeout=checkout) as conn:
-                transaction = conn.transaction()
-                await transaction.__aenter__()
-                try:
-                    await self._lock_in_transaction(conn, lock_id, deadline)
-                    self._acquisitions += 1
-                    yield conn
-                except BaseException as exc:
-                    # Shielded: an interrupted rollback makes psycopg close the
-                    # connection. Bounded: a hung server must not hang us.
-                    with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
-                        await transaction.__aexit__(type(exc), exc, exc.__traceback__)
+            ours_binds = False  # the caller's deadline, not the pool's timeout, limits the wait
+            if deadline is not None and deadline - anyio.current_time() < checkout:
+                # psycopg_pool refuses a zero wait even when connections are idle.
+                checkout = max(deadline - anyio.current_time(), _MIN_CHECKOUT)
+                ours_binds = True
+            entered = False
+            try:
+                async with self._pool.connection(timeout=checkout) as conn:
+                    entered = True
+                    transaction = conn.transaction()
+                    await transaction.__aenter__()
+                    try:
+                        await self._lock_in_transaction(conn, lock_id, deadline)
+                        self._acquisitions += 1
+                        yield conn
+                    except BaseException as exc:
+                        # Shielded: an interrupted rollback makes psycopg close the
+                        # connection. Bounded: a hung server must not hang us.
+                        with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
+                            await transaction.__aexit__(type(exc), exc, exc.__traceback__)
+                        raise
+                    await transaction.__aexit__(None, None, None)
+            except PoolTimeout as exc:
+                if entered or not ours_binds:
                     raise
-                await transaction.__aexit__(None, None, None)
+                self._timeouts += 1
+                raise LockTimeout("no pooled connection free within the lock's timeout") from exc
 
     async def _lock_in_transaction(
         self, conn: AsyncConnection, lock_id: int, deadline: float | None

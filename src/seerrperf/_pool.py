@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import re
 import time
@@ -25,6 +24,8 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ._exceptions import ConfigurationError
 from ._redact import dsn_secrets, redact
+from ._validate import require_int, require_seconds
+from ._watchdog import guard_check
 
 __all__ = ["PoolSettings", "async_pool_factory", "pool_factory"]
 
@@ -91,21 +92,21 @@ class PoolSettings:
 
     def __post_init__(self) -> None:
         for name in ("min_size", "max_waiting"):
-            _require_int(name, getattr(self, name), minimum=0)
-        _require_int("max_size", self.max_size, minimum=1)
-        _require_int("keepalives_idle", self.keepalives_idle, minimum=1)
-        _require_int("connect_timeout", self.connect_timeout, minimum=2)
+            require_int(name, getattr(self, name), minimum=0)
+        require_int("max_size", self.max_size, minimum=1)
+        require_int("keepalives_idle", self.keepalives_idle, minimum=1)
+        require_int("connect_timeout", self.connect_timeout, minimum=2)
         if self.min_size > self.max_size:
             raise ConfigurationError(
                 f"min_size ({self.min_size}) must not exceed max_size ({self.max_size})"
             )
         for name in ("max_idle", "timeout", "max_lifetime"):
-            _require_seconds(name, getattr(self, name), allow_zero=False)
+            require_seconds(name, getattr(self, name), allow_zero=False)
         for name in ("statement_timeout", "idle_in_transaction_timeout"):
             value = getattr(self, name)
             if value is not None:
-                _require_seconds(name, value, allow_zero=False)
-        _require_seconds("check_idle", self.check_idle, allow_zero=True)
+                require_seconds(name, value, allow_zero=False)
+        require_seconds("check_idle", self.check_idle, allow_zero=True)
         for name in ("check", "pgbouncer"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigurationError(f"{name} must be True or False")
@@ -144,21 +145,6 @@ class PoolSettings:
         if self.idle_in_transaction_timeout is not None:
             params["idle_in_transaction_session_timeout"] = _ms(self.idle_in_transaction_timeout)
         return params
-
-
-def _require_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _require_seconds(name: str, value: object, *, allow_zero: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigurationError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigurationError(f"{name} must be finite and {bound} seconds, got {value}")
 
 
 def _ms(seconds: float) -> str:
@@ -385,7 +371,8 @@ def pool_factory(
 
     def _check(conn: SyncConnection) -> None:
         if tracker is None or tracker.due(conn):
-            ConnectionPool.check_connection(conn)
+            with guard_check(conn):
+                ConnectionPool.check_connection(conn)
 
     def _reconnect_failed(pool: ConnectionPool[Any]) -> None:
         _log_reconnect_failed(plan, pool.name)
@@ -435,7 +422,8 @@ def async_pool_factory(
 
     async def _check(conn: AsyncConnection) -> None:
         if tracker is None or tracker.due(conn):
-            await AsyncConnectionPool.check_connection(conn)
+            with guard_check(conn):
+                await AsyncConnectionPool.check_connection(conn)
 
     async def _reconnect_failed(pool: AsyncConnectionPool[Any]) -> None:
         _log_reconnect_failed(plan, pool.name)

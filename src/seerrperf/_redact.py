@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import psycopg.conninfo
 
-__all__ = ["dsn_secrets", "redact", "safe_dsn"]
+__all__ = ["dsn_secrets", "redact"]
 
 _MASK = "***"
 # URI userinfo ("scheme://user:secret@") and key/value ("password=secret").
@@ -44,10 +44,3 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         if secret:
             text = text.replace(secret, _MASK)
     return text
-
-
-def safe_dsn(dsn: str) -> str:
-    """Return ``dsn`` with its password masked, for messages and reprs."""
-    masked = _URI_PASSWORD.sub(lambda m: m.group("head") + _MASK, dsn)
-    masked = _KV_PASSWORD.sub(lambda m: m.group("head") + _MASK, masked)
-    return redact(masked, dsn_secrets(dsn))

@@ -12,11 +12,12 @@ import logging
 import random
 import re
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal, Self
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 import anyio
 import httpx
@@ -40,6 +41,7 @@ from ._tmdb_policy import (
     retry_after_seconds,
     segment,
 )
+from ._validate import require_int, require_positive, require_seconds
 
 __all__ = [
     "TmdbAuthError",
@@ -181,16 +183,6 @@ def _check_base_url(value: object) -> str:
     return value.rstrip("/")
 
 
-def _check_number(name: str, value: object, *, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
-    if value == float("inf"):
-        raise ConfigurationError(f"{name} must be finite")
-    return float(value)
-
-
 def _check_params(params: Mapping[str, object] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in (params or {}).items():
@@ -211,11 +203,10 @@ def _check_params(params: Mapping[str, object] | None) -> dict[str, str]:
     return out
 
 
-def _cache_key(path: str, params: Mapping[str, str]) -> str:
-    """``path?sorted&params``: stable, and it never holds a credential."""
-    if not params:
-        return path
-    return path + "?" + "&".join(f"{k}={params[k]}" for k in sorted(params))
+def _cache_key(path: str, params: Mapping[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """``(path, sorted params)``: stable, unambiguous (a value holding ``&`` cannot
+    pose as another parameter), and it never holds a credential."""
+    return path, tuple(sorted(params.items()))
 
 
 # --- the client ------------------------------------------------------------------------
@@ -283,22 +274,29 @@ class TmdbClient:
             raise ConfigurationError(f"language must look like 'en' or 'en-US', got {language!r}")
         if region is not None and (not isinstance(region, str) or not _REGION.fullmatch(region)):
             raise ConfigurationError(f"region must be an ISO 3166-1 code like 'US', got {region!r}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        require_int("max_retries", max_retries, minimum=0)
         if cache is not None and not isinstance(cache, NamedCache):
             raise ConfigurationError("cache must be a NamedCache")
         if ttl_policy is not None and not isinstance(ttl_policy, TtlPolicy):
             raise ConfigurationError("ttl_policy must be a TtlPolicy")
         self._base = _check_base_url(base_url)
-        self._timeout = _check_number("timeout", timeout)
-        rps = _check_number("max_rps", max_rps, allow_none=True)
-        self._max_retry_after = _check_number("max_retry_after", max_retry_after) or 0.0
+        self._timeout = require_seconds("timeout", timeout, allow_zero=False)
+        rps = None if max_rps is None else require_positive("max_rps", max_rps)
+        self._max_retry_after = require_seconds("max_retry_after", max_retry_after, allow_zero=True)
         self._max_retries = max_retries
         self._policy = ttl_policy if ttl_policy is not None else TtlPolicy.seed()
         self._cache = cache if cache is not None else NamedCache("tmdb", maxsize=10_000)
         self._language = language
         self._region = region
-        self._secrets = tuple(s for s in (api_key, access_token) if s)
+        # Also as they appear percent-encoded in a logged URL.
+        self._secrets = tuple(
+            dict.fromkeys(
+                form
+                for secret in (api_key, access_token)
+                if secret
+                for form in (secret, quote(secret, safe=""), quote_plus(secret))
+            )
+        )
         self._auth_params = {"api_key": api_key} if api_key else {}
         self._headers = {"Accept": "application/json"}
         if access_token:
@@ -319,8 +317,7 @@ class TmdbClient:
         self._spacer = _StartSpacer(rps, clock) if rps else None
         self._paused_until = 0.0
         self._closed = False
-        self._log_filter = _RedactingFilter(self._secrets)
-        logging.getLogger("httpx").addFilter(self._log_filter)
+        _LOG_FILTER.register(self)
         # counters
         self._requests = 0
         self._upstream = 0
@@ -350,7 +347,7 @@ class TmdbClient:
         if self._closed:
             return
         self._closed = True
-        logging.getLogger("httpx").removeFilter(self._log_filter)
+        _LOG_FILTER.unregister(self)
         if self._owns_http:
             await self._http.aclose()
 
@@ -366,7 +363,7 @@ class TmdbClient:
 
     def stats(self) -> TmdbStats:
         """Return a snapshot of the counters (cache figures come from :attr:`cache`)."""
-        cache = self._cache.stats()
+        cache = self._cache.stats(sizes=False)
         ordered = sorted(self._latencies)
         return TmdbStats(
             requests=self._requests,
@@ -460,6 +457,8 @@ class TmdbClient:
         attempt = 0
         while True:
             await self._wait_for_slot()
+            if self._closed:  # e.g. a background refresh that outlived aclose()
+                raise TmdbUnavailable(f"TMDB {path}: the client is closed", status=None, path=path)
             self._upstream += 1
             t0 = time.perf_counter()
             delay: float | None = None
@@ -694,16 +693,29 @@ def _append(parts: Iterable[str]) -> dict[str, Scalar | None]:
 
 
 class _RedactingFilter(logging.Filter):
-    """Masks this client's credentials in httpx's request log lines (the URL
-    of a v3 request carries ``api_key``)."""
+    """Masks live clients' credentials in httpx's request log lines (the URL of
+    a v3 request carries ``api_key``). One filter for the process; clients are
+    held weakly, so a client dropped without ``aclose()`` leaves nothing behind."""
 
-    def __init__(self, secrets: tuple[str, ...]) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._secrets = secrets
+        self._clients: weakref.WeakSet[TmdbClient] = weakref.WeakSet()
+
+    def register(self, client: TmdbClient) -> None:
+        self._clients.add(client)
+        logging.getLogger("httpx").addFilter(self)  # no-op when already there
+
+    def unregister(self, client: TmdbClient) -> None:
+        self._clients.discard(client)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(secret in message for secret in self._secrets):
-            record.msg = redact(message, self._secrets)
-            record.args = ()
+        secrets = [secret for client in list(self._clients) for secret in client._secrets]
+        if secrets:
+            message = record.getMessage()
+            if any(secret in message for secret in secrets):
+                record.msg = redact(message, secrets)
+                record.args = ()
         return True
+
+
+_LOG_FILTER = _RedactingFilter()

@@ -48,7 +48,9 @@ def json_response(
     """Answer with ``data`` as JSON plus validators, or 304 when the client's copy is current.
 
     A 2xx answer carries ``cache_control``, an ``ETag`` over the exact body
-    bytes (equal to ``etag_for(data)``) and ``Last-Modified`` when given. A
+    bytes (``etag_for(data)`` for JSON objects, arrays and numbers; a ``str``
+    is sent as a JSON string, so its tag is that of its quoted form) and
+    ``Last-Modified`` when given. A
     GET or HEAD whose ``If-None-Match`` / ``If-Modified-Since`` match gets a
     304 with the same headers and no body. Any other status (errors, redirects) is
     never turned into a 304 and is always sent with ``Cache-Control:

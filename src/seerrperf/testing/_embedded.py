@@ -168,6 +168,13 @@ class EmbeddedPostgres:
             "--no-sync",
             "--no-instructions",
         )
+        # In the configuration file, not on pg_ctl's command line, which goes
+        # through a shell: values may hold spaces and quotes.
+        with (self._data / "postgresql.conf").open("a") as conf:
+            conf.write("\n# seerrperf.testing.EmbeddedPostgres\n")
+            for key, value in self._settings.items():
+                escaped = str(value).replace("'", "''")
+                conf.write(f"{key} = '{escaped}'\n")
         self._initialised = True
 
     def start(self) -> None:
@@ -177,19 +184,17 @@ class EmbeddedPostgres:
         if not self._initialised:
             self._initdb()
         for attempt in range(_START_ATTEMPTS):
-            options = " ".join(
-                [f"-p {self.port}", f"-k {self._root}"]
-                + [f"-c {key}={value}" for key, value in self._settings.items()]
-            )
+            options = f"-p {self.port} -k {self._root}"
             try:
                 self._run(
                     "pg_ctl", "-D", str(self._data), "-l", str(self._log), "-w", "-t", "30",
                     "-o", options, "start",
                 )  # fmt: skip
             except EmbeddedPostgresError:
-                if attempt == _START_ATTEMPTS - 1:
+                lost_port_race = "could not bind" in self._log_tail()
+                if not lost_port_race or attempt == _START_ATTEMPTS - 1:
                     raise
-                self.port = _free_port()  # lost a race for the port: try another
+                self.port = _free_port()  # another process took the port: try another
             else:
                 self._running = True
                 return
