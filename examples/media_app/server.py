@@ -26,7 +26,9 @@ class _Server(uvicorn.Server):
 
 
 @asynccontextmanager
-async def serve(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+async def serve(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn for the duration of the block.
 
     The app's lifespan runs first; the block starts once it is done.
@@ -35,6 +37,7 @@ async def serve(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIte
         app: An ASGI app.
         host: Address to listen on.
         port: Port; ``0`` picks a free one.
+        log_level: uvicorn's log level.
 
     Yields:
         The base URL, e.g. ``"http://127.0.0.1:54321"``.
@@ -46,7 +49,7 @@ async def serve(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIte
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False)
+    config = uvicorn.Config(app, lifespan="on", log_level=log_level, access_log=False)
     server = _Server(config)
     with sock:
         async with anyio.create_task_group() as tg:
