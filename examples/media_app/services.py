@@ -77,7 +77,12 @@ class PooledDatabase:
         return self.pool.connection()
 
     async def check_health(self) -> HealthResult:
-        return await async_check_database_health(self.pool, timeout=HEALTH_TIMEOUT)
+        result = await async_check_database_health(self.pool, timeout=HEALTH_TIMEOUT)
+        if not result.healthy:
+            # Drop every broken idle connection now, so the first probe after
+            # the database returns does not get one.
+            await self.pool.check()
+        return result
 
 
 class ConnectPerRequest:

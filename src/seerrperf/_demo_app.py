@@ -42,18 +42,24 @@ _EXPECTED = frozenset({200, 201, 304, 403, 409})
 _BUILDS = ("naive", "seerrperf")
 
 
-def find_examples(start: Path | None = None) -> Path | None:
-    """Return the ``examples`` folder holding ``media_app``, or ``None``."""
-    roots = [Path(__file__).resolve().parents[2], Path.cwd() if start is None else start]
-    for root in roots:
-        if (root / "examples" / "media_app" / "__init__.py").is_file():
-            return root / "examples"
-    return None
+def load_media_app(roots: Sequence[Path] | None = None) -> ModuleType | str:
+    """Import the example app; return it, or why it cannot be used.
 
-
-def load_media_app() -> ModuleType | str:
-    """Import the example app; return it, or why it cannot be used."""
-    examples = find_examples()
+    Args:
+        roots: Where to look for ``examples/media_app``; by default the
+            source tree this module belongs to (a checkout or an editable
+            install), then the current directory.
+    """
+    if roots is None:
+        roots = [Path(__file__).resolve().parents[2], Path.cwd()]
+    examples = next(
+        (
+            root / "examples"
+            for root in roots
+            if (root / "examples/media_app/__init__.py").is_file()
+        ),
+        None,
+    )
     if examples is None:
         return (
             "examples/media_app was not found: it ships with the source tree, not the "
