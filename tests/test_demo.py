@@ -36,7 +36,6 @@ def test_seerrperf_build_beats_the_naive_build_on_the_invariants(postgres_dsn: s
     assert naive.cache_hit_rate is None
 
 
-
 def test_demo_explains_a_missing_example_app(tmp_path: Path) -> None:
     message = load_media_app(roots=[tmp_path])
     assert isinstance(message, str)
