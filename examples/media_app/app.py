@@ -284,11 +284,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """A TMDB image through our origin, immutable, with an ETag."""
         file_path = "/" + file
         try:
-            if request.url.query:
-                raise ConfigurationError("no query string")
             image_url(file_path, size)  # seerrperf's rules: known size, one /name.ext
         except ConfigurationError:
-            raise HTTPException(400, "not a TMDB image path") from None
+            valid = False
+        else:
+            valid = not request.url.query  # never part of what is fetched or cached
+        if not valid:
+            raise HTTPException(400, "not a TMDB image path")
         try:
             found = await svc.images.get(size, file_path)
         except MediaNotFound:

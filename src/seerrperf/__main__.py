@@ -28,7 +28,8 @@ def _health(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
 
-    return run_demo(dsn=args.dsn, tasks=50 if args.quick else args.tasks, quick=args.quick)
+    tasks = args.tasks or (50 if args.quick else 200)
+    return run_demo(dsn=args.dsn, tasks=tasks, quick=args.quick)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo.add_argument("--dsn", help="use this server instead of an embedded one")
     demo.add_argument(
-        "--tasks", type=int, default=200, help="concurrent requests, pool section (default 200)"
+        "--tasks", type=int, help="concurrent requests, pool section (default 200, quick 50)"
     )
     demo.add_argument("--quick", action="store_true", help="a short run (seconds), for CI")
     demo.set_defaults(run=_demo)

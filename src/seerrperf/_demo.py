@@ -17,7 +17,7 @@ import anyio
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from ._demo_app import LoadPlan, compare_builds, load_media_app, results_table
+from ._demo_app import LoadPlan, compare_builds, load_media_app, percentile, results_table
 from ._health import async_check_database_health
 from ._pool import async_pool_factory
 
@@ -44,10 +44,7 @@ class WorkloadResult:
         return self.tasks / self.elapsed_s if self.elapsed_s else 0.0
 
     def percentile(self, q: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+        return percentile(self.latencies_ms, q)
 
     def as_dict(self) -> dict[str, Any]:
         return {

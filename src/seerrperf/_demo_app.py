@@ -42,6 +42,14 @@ _EXPECTED = frozenset({200, 201, 304, 403, 409})
 _BUILDS = ("naive", "seerrperf")
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by nearest rank; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
 def load_media_app(roots: Sequence[Path] | None = None) -> ModuleType | str:
     """Import the example app; return it, or why it cannot be used.
 
@@ -154,10 +162,7 @@ class BuildResult:
         return self.requests / self.elapsed_s if self.elapsed_s else 0.0
 
     def percentile(self, q: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+        return percentile(self.latencies_ms, q)
 
 
 class _Progress:
@@ -315,8 +320,8 @@ async def _scalar(conn: psycopg.AsyncConnection[Any], query: str, *params: objec
 async def _sessions_opened(monitor: psycopg.AsyncConnection[Any], database: str) -> int | None:
     """Sessions ever opened on ``database``, once its last backend has gone.
 
-    Before PostgreSQL 18 a backend may report its session only when it exits;
-    the server offers no notification of that, so this polls.
+    Depending on the server version a backend may report its session late (at
+    the latest when it exits), and nothing announces an exit, so this polls.
     """
     with anyio.move_on_after(5.0):
         while await _scalar(  # noqa: ASYNC110
