@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict src tests/typing
+	$(BIN)/mypy --strict src tests/typing examples
 	$(BIN)/pyright tests/typing
 
 pytest: $(STAMP)

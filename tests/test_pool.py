@@ -211,6 +211,7 @@ async def test_user_configure_composes_with_ours(postgres_dsn: str) -> None:
 async def test_server_never_sees_more_than_max_size(postgres_dsn: str, app_name: str) -> None:
     peak = 0
     done = anyio.Event()
+    watching = anyio.Event()
 
     async with async_pool_factory(
         postgres_dsn, min_size=0, max_size=5, timeout=30, application_name=app_name
@@ -222,7 +223,8 @@ async def test_server_never_sees_more_than_max_size(postgres_dsn: str, app_name:
 
         async def monitor() -> None:
             nonlocal peak
-            async with await psycopg.AsyncConnection.connect(postgres_dsn) as mon:
+            # autocommit: inside one transaction pg_stat_activity is a frozen snapshot
+            async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as mon:
                 while not done.is_set():
                     cur = await mon.execute(
                         "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
@@ -231,12 +233,17 @@ async def test_server_never_sees_more_than_max_size(postgres_dsn: str, app_name:
                     row = await cur.fetchone()
                     assert row is not None
                     peak = max(peak, row[0])
+                    watching.set()
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(monitor)
+            with anyio.fail_after(30):
+                await watching.wait()  # sample from the first worker on
             async with anyio.create_task_group() as workers:
                 for _ in range(100):
                     workers.start_soon(worker)
+            # Connections stay open (max_idle 30 s): one more sample sees them all.
+            await anyio.wait_all_tasks_blocked()
             done.set()
         stats = pool.get_stats()
     assert 1 <= peak <= 5

@@ -28,7 +28,8 @@ def _health(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
 
-    return run_demo(dsn=args.dsn, tasks=args.tasks)
+    tasks = args.tasks or (50 if args.quick else 200)
+    return run_demo(dsn=args.dsn, tasks=tasks, quick=args.quick)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,9 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     health.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
     health.set_defaults(run=_health)
 
-    demo = sub.add_parser("demo", help="measure the patterns on an embedded PostgreSQL")
+    demo = sub.add_parser(
+        "demo", help="run the example app, naive vs seerrperf, and measure the patterns"
+    )
     demo.add_argument("--dsn", help="use this server instead of an embedded one")
-    demo.add_argument("--tasks", type=int, default=200, help="concurrent requests (default 200)")
+    demo.add_argument(
+        "--tasks", type=int, help="concurrent requests, pool section (default 200, quick 50)"
+    )
+    demo.add_argument("--quick", action="store_true", help="a short run (seconds), for CI")
     demo.set_defaults(run=_demo)
 
     args = parser.parse_args(argv)

@@ -1,0 +1,388 @@
+"""The example app (examples/media_app) end to end: uvicorn, PostgreSQL and FakeTmdb on sockets."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from media_app import Settings, create_app, serve
+from seerrperf import ConfigurationError, etag_for
+from seerrperf.testing import EmbeddedPostgres, FakeTmdb
+
+from .conftest import SENTINEL
+
+pytestmark = pytest.mark.anyio
+
+ADMIN = {"X-Admin-Token": SENTINEL}
+
+
+def user(n: int) -> dict[str, str]:
+    return {"X-User-Id": str(n)}
+
+
+def body(media_type: str = "movie", media_id: int = 603) -> dict[str, Any]:
+    return {"mediaType": media_type, "mediaId": media_id}
+
+
+@pytest.fixture
+def database(postgres_dsn: str) -> Iterator[str]:
+    """A fresh database per test: the app's tables have fixed names."""
+    name = f"media_app_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield make_conninfo(postgres_dsn, dbname=name)
+        finally:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@asynccontextmanager
+async def running(dsn: str, **settings: Any) -> AsyncIterator[tuple[httpx.AsyncClient, FakeTmdb]]:
+    """The app on 127.0.0.1 with a FakeTmdb of its own; yields a client and the fake."""
+    fake = FakeTmdb(api_key="tmdb-key")
+    async with fake.serve() as tmdb:
+        app = create_app(
+            Settings(
+                database_url=dsn,
+                tmdb_api_key="tmdb-key",
+                tmdb_base_url=tmdb,
+                tmdb_image_base_url=tmdb.removesuffix("/3") + "/t/p",
+                admin_token=settings.pop("admin_token", SENTINEL),
+                **settings,
+            )
+        )
+        async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+            yield client, fake
+
+
+def active_rows(dsn: str, tmdb_id: int) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM media_request WHERE tmdb_id = %s AND status = 'pending'",
+            (tmdb_id,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# --- POST /api/v1/request -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lock_mode", ["local", "advisory"])
+async def test_fifty_concurrent_duplicates_make_one_row_and_49_conflicts(
+    database: str, lock_mode: str
+) -> None:
+    statuses: list[int] = []
+    async with running(database, lock_mode=lock_mode) as (client, fake):
+
+        async def post(n: int) -> None:
+            response = await client.post("/api/v1/request", json=body("tv", 1399), headers=user(n))
+            statuses.append(response.status_code)
+            if response.status_code == 409:
+                assert response.json() == {"detail": "this title is requested already"}
+                assert response.headers["cache-control"] == "no-store"
+
+        async with anyio.create_task_group() as tg:
+            for n in range(1, 51):
+                tg.start_soon(post, n)
+        stats = (await client.get("/api/debug/stats", headers=ADMIN)).json()
+    assert sorted(statuses) == [201] + [409] * 49
+    assert active_rows(database, 1399) == 1
+    assert fake.stats().requests_by_path["/3/tv/1399"] == 1  # 50 lookups, one upstream call
+    assert stats["locks"]["requests"]["acquisitions"] >= 1
+
+
+async def test_unique_index_turns_a_bypassed_lock_into_409(database: str) -> None:
+    async with running(database) as (client, _):
+        assert (
+            await client.post("/api/v1/request", json=body(), headers=user(1))
+        ).status_code == 201
+        # Another writer inserts without the lock or the check: the index refuses it.
+        with psycopg.connect(database) as conn, pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "INSERT INTO media_request (media_type, tmdb_id, title, requested_by)"
+                " VALUES ('movie', 603, 'x', 1)"
+            )
+    assert active_rows(database, 603) == 1
+
+
+async def test_new_request_answers_and_validates(database: str) -> None:
+    async with running(database, movie_limit=1) as (client, fake):
+        fake.deleted_ids = {77}
+        created = await client.post("/api/v1/request", json=body(), headers=user(5))
+        assert created.status_code == 201
+        assert created.headers["cache-control"] == "no-store"
+        assert {k: v for k, v in created.json().items() if k not in {"id", "createdAt"}} == {
+            "mediaType": "movie",
+            "mediaId": 603,
+            "title": "The Matrix",
+            "status": "pending",
+            "requestedBy": 5,
+        }
+        over_quota = await client.post("/api/v1/request", json=body(media_id=604), headers=user(5))
+        assert over_quota.status_code == 403
+        for bad in (
+            body("book"),
+            body(media_id=0),
+            {"mediaType": "movie", "mediaId": "603"},
+            {**body(), "extra": 1},
+            {"mediaType": "movie"},
+        ):
+            response = await client.post("/api/v1/request", json=bad, headers=user(6))
+            assert response.status_code == 422, bad
+            assert response.headers["cache-control"] == "no-store"
+        unknown = await client.post("/api/v1/request", json=body(media_id=77), headers=user(6))
+        assert unknown.status_code == 422
+        assert (await client.post("/api/v1/request", json=body())).status_code == 401
+        anonymous = await client.post("/api/v1/request", json=body(), headers=user(0))
+        assert anonymous.status_code == 401
+
+
+# --- profile ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("naive", [False, True], ids=["seerrperf", "naive"])
+async def test_profile_requests_show_a_failing_tmdb_id_as_missing_details(
+    database: str, naive: bool
+) -> None:
+    async with running(database, naive=naive) as (client, fake):
+        for media_type, media_id in (("movie", 603), ("movie", 604), ("tv", 1399)):
+            created = await client.post(
+                "/api/v1/request", json=body(media_type, media_id), headers=user(3)
+            )
+            assert created.status_code == 201
+        if not naive:  # forget the details fetched while creating the requests
+            flushed = await client.post("/api/v1/settings/cache/tmdb/flush", headers=ADMIN)
+            assert flushed.status_code == 204
+        fake.deleted_ids = {604}
+        page = await client.get("/api/profile/requests", headers=user(3))
+    assert page.status_code == 200
+    assert page.headers["cache-control"] == "private, no-cache"
+    assert page.headers["vary"] == "X-User-Id"
+    data = page.json()
+    assert data["pageInfo"] == {"results": 3, "take": 20, "skip": 0}
+    media = {(r["mediaType"], r["mediaId"]): r["media"] for r in data["results"]}
+    assert media[("movie", 604)] is None
+    assert media[("movie", 603)]["title"] == "The Matrix"
+    assert media[("tv", 1399)]["title"] == "Game of Thrones"
+
+
+async def test_profile_stats_in_one_answer(database: str) -> None:
+    async with running(database, movie_limit=4, series_limit=2) as (client, _):
+        empty = (await client.get("/api/profile/stats", headers=user(9))).json()
+        for media_type, media_id in (("movie", 603), ("movie", 604), ("tv", 1399)):
+            await client.post("/api/v1/request", json=body(media_type, media_id), headers=user(9))
+        response = await client.get("/api/profile/stats", headers=user(9))
+        again = await client.get(
+            "/api/profile/stats", headers={**user(9), "If-None-Match": response.headers["etag"]}
+        )
+    assert empty["total"] == 0
+    assert empty["quota"]["movie"] == {"limit": 4, "used": 0, "remaining": 4}
+    assert response.json() == {
+        "total": 3,
+        "byType": {"movie": 2, "tv": 1},
+        "byStatus": {"pending": 3},
+        "quota": {
+            "movie": {"limit": 4, "used": 2, "remaining": 2},
+            "tv": {"limit": 2, "used": 1, "remaining": 1},
+        },
+    }
+    assert response.headers["cache-control"] == "private, no-cache"
+    assert again.status_code == 304
+
+
+# --- admin ------------------------------------------------------------------------------
+
+
+async def test_recent_list_is_cached_and_invalidated_by_a_new_request(database: str) -> None:
+    async with running(database) as (client, _):
+        await client.post("/api/v1/request", json=body(), headers=user(1))
+        first = await client.get("/api/admin/requests/recent", headers=ADMIN)
+        second = await client.get("/api/admin/requests/recent", headers=ADMIN)
+        await client.post("/api/v1/request", json=body("tv", 1399), headers=user(2))
+        third = await client.get("/api/admin/requests/recent", headers=ADMIN)
+        queries = (await client.get("/api/debug/stats", headers=ADMIN)).json()["caches"]["queries"]
+    assert [r["mediaId"] for r in first.json()["results"]] == [603]
+    assert second.json() == first.json()
+    assert [r["mediaId"] for r in third.json()["results"]] == [1399, 603]
+    assert (queries["hits"], queries["misses"]) == (1, 2)
+    assert first.headers["cache-control"] == "private, max-age=10, stale-while-revalidate=50"
+
+
+async def test_admin_routes_need_the_token(database: str) -> None:
+    async with running(database) as (client, _):
+        for method, path in (
+            ("GET", "/api/debug/stats"),
+            ("GET", "/api/admin/requests/recent"),
+            ("GET", "/api/v1/settings/cache"),
+            ("POST", "/api/v1/settings/cache/tmdb/flush"),
+        ):
+            missing = await client.request(method, path)
+            wrong = await client.request(method, path, headers={"X-Admin-Token": "nope"})
+            assert (missing.status_code, wrong.status_code) == (401, 403), path
+            assert SENTINEL not in missing.text + wrong.text
+        stats = await client.get("/api/debug/stats", headers=ADMIN)
+        caches = await client.get("/api/v1/settings/cache", headers=ADMIN)
+        unknown = await client.post("/api/v1/settings/cache/nope/flush", headers=ADMIN)
+    assert stats.status_code == 200
+    assert stats.headers["cache-control"] == "no-store"
+    snapshot = stats.json()
+    assert snapshot["build"] == "seerrperf"
+    assert {"pool", "caches", "tmdb", "locks"} <= snapshot.keys()
+    assert snapshot["pool"]["name"]
+    assert [c["id"] for c in caches.json()["apiCaches"]] == ["tmdb", "queries", "images"]
+    assert set(caches.json()["apiCaches"][0]["stats"]) == {
+        "hits",
+        "misses",
+        "keys",
+        "ksize",
+        "vsize",
+    }
+    assert unknown.status_code == 404
+
+
+async def test_admin_routes_are_off_without_a_configured_token(database: str) -> None:
+    async with running(database, admin_token=None) as (client, _):
+        response = await client.get("/api/debug/stats", headers=ADMIN)
+    assert response.status_code == 403
+    assert "ADMIN_TOKEN" in response.json()["detail"]
+
+
+# --- images -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/imageproxy/w500//evil.example/x.jpg",
+        "/imageproxy/w500/..%2f..%2fetc/passwd",
+        "/imageproxy/w500/https://evil.example/x.jpg",
+        "/imageproxy/w9999/abc.jpg",
+        "/imageproxy/w500/abc.jpg?size=original",
+        "/imageproxy/w500/a/b.jpg",
+        "/imageproxy/w500/abc.exe",
+    ],
+)
+async def test_image_proxy_refuses_anything_but_a_known_size_and_one_file(
+    database: str, path: str
+) -> None:
+    async with running(database) as (client, fake):
+        response = await client.get(path)
+    assert response.status_code == 400
+    assert response.json() == {"detail": "not a TMDB image path"}
+    assert response.headers["cache-control"] == "no-store"
+    assert fake.stats().total_requests == 0
+
+
+@pytest.mark.parametrize("naive", [False, True], ids=["seerrperf", "naive"])
+async def test_image_proxy_serves_immutable_bytes_with_etag_and_304(
+    database: str, naive: bool
+) -> None:
+    poster = "/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"
+    async with running(database, naive=naive) as (client, fake):
+        first = await client.get(f"/imageproxy/w342{poster}")
+        revalidated = await client.get(
+            f"/imageproxy/w342{poster}", headers={"If-None-Match": first.headers["etag"]}
+        )
+        other_tag = await client.get(f"/imageproxy/w342{poster}", headers={"If-None-Match": '"x"'})
+        missing = await client.get("/imageproxy/w342/nothere.gif")
+    assert first.status_code == 200
+    assert first.headers["content-type"] == "image/jpeg"
+    assert first.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert first.headers["etag"] == etag_for(first.content)
+    assert first.headers["x-content-type-options"] == "nosniff"
+    assert revalidated.status_code == 304
+    assert revalidated.content == b""
+    assert revalidated.headers["etag"] == first.headers["etag"]
+    assert other_tag.status_code == 200
+    assert other_tag.content == first.content
+    assert missing.status_code == 400  # .gif is not a TMDB image extension
+    fetched = fake.stats().requests_by_path[f"/t/p/w342{poster}"]
+    assert fetched == (3 if naive else 1)
+
+
+# --- health -----------------------------------------------------------------------------
+
+
+async def test_readiness_follows_the_database_liveness_does_not(
+    own_server: EmbeddedPostgres,
+) -> None:
+    async with running(own_server.dsn) as (client, _):
+        ready = await client.get("/api/health/ready")
+        assert ready.status_code == 200
+        assert ready.headers["content-type"] == "application/health+json"
+        assert ready.json()["status"] == "pass"
+        await anyio.to_thread.run_sync(own_server.stop)
+        try:
+            down = await client.get("/api/health/ready")
+            alive = await client.get("/api/health")
+        finally:
+            await anyio.to_thread.run_sync(own_server.start)
+        # Each probe waits up to 2 s for the pool to reconnect; no sleeping here.
+        with anyio.fail_after(30):
+            while (back := await client.get("/api/health/ready")).status_code != 200:
+                assert back.status_code == 503
+    assert down.status_code == 503
+    assert down.headers["cache-control"] == "no-store"
+    assert down.json()["status"] == "fail"
+    assert alive.status_code == 200
+    assert alive.json() == {"status": "pass"}
+    assert back.status_code == 200
+
+
+# --- public details and settings -----------------------------------------------------
+
+
+async def test_public_details_are_shared_and_revalidate(database: str) -> None:
+    async with running(database) as (client, fake):
+        fake.deleted_ids = {42}
+        movie = await client.get("/api/v1/movie/603")
+        show = await client.get("/api/v1/tv/1399")
+        gone = await client.get("/api/v1/movie/42")
+        bad = await client.get("/api/v1/movie/0")
+    assert movie.json()["title"] == "The Matrix"
+    assert show.json()["title"] == "Game of Thrones"
+    assert movie.headers["cache-control"] == "public, max-age=60, stale-while-revalidate=600"
+    assert gone.status_code == 404
+    assert gone.headers["cache-control"] == "no-store"
+    assert bad.status_code == 422
+
+
+def test_settings_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://app@db/app",
+            "TMDB_ACCESS_TOKEN": SENTINEL,
+            "ADMIN_TOKEN": SENTINEL,
+            "MEDIA_APP_LOCK": "advisory",
+            "MEDIA_APP_NAIVE": "1",
+            "MEDIA_APP_MOVIE_LIMIT": "3",
+        }
+    )
+    assert settings.lock_mode == "advisory"
+    assert settings.naive
+    assert settings.movie_limit == 3
+    assert not settings.uses_fake_tmdb
+    assert SENTINEL not in repr(settings)
+    assert "app@db" not in repr(settings)
+    defaults = Settings.from_env({})
+    assert defaults.database_url is None
+    assert defaults.uses_fake_tmdb
+    assert (defaults.lock_mode, defaults.naive) == ("local", False)
+    for bad in (
+        {"MEDIA_APP_LOCK": "redis"},
+        {"MEDIA_APP_NAIVE": "maybe"},
+        {"MEDIA_APP_SERIES_LIMIT": "-1"},
+        {"TMDB_API_KEY": "a", "TMDB_ACCESS_TOKEN": "b"},
+    ):
+        with pytest.raises(ConfigurationError):
+            Settings.from_env(bad)
