@@ -3,7 +3,10 @@
 Compares, in one run on one embedded server:
   (a) a new connection per request (what an app without a pool does),
   (b) psycopg_pool with its own defaults (min_size=max_size=4, 30 s timeout),
-  (c) seerrperf's async_pool_factory (max 20, min 2, checked when idle > 1 s).
+  (c) seerrperf's async_pool_factory (max 20, min 2, checked when idle > 1 s),
+
+each pool both cold (opened at min_size, growing one connection at a time
+during the burst) and warm (after one unmeasured burst: steady state).
 
 Prints throughput, p50/p99 and server connections (distinct backend pids) per
 strategy, as ratios against (a); writes benchmarks/results/bench_pool.json.
@@ -17,6 +20,7 @@ import argparse
 import json
 import platform
 import statistics
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -37,7 +41,9 @@ def main() -> None:
     with EmbeddedPostgres() as server:
         anyio.run(pool_comparison, server.dsn, 50)  # warm-up: server caches, imports
         for _ in range(args.rounds):
-            rounds.append(anyio.run(pool_comparison, server.dsn, args.tasks))
+            cold = anyio.run(pool_comparison, server.dsn, args.tasks)
+            warm = anyio.run(partial(pool_comparison, server.dsn, args.tasks, warm=True))
+            rounds.append(cold + warm[1:])  # one baseline per round
 
     names = [r.name for r in rounds[0]]
     summary = []

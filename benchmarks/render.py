@@ -61,7 +61,9 @@ def pool(data: dict[str, Any]) -> str:
         "",
         f"{data['params']['tasks']} concurrent one-query requests on an embedded PostgreSQL, "
         f"median of {data['params']['rounds']} rounds. Server connections are the distinct "
-        "backend processes that answered. Baseline: a new connection per request.",
+        "backend processes that answered. Baseline: a new connection per request. "
+        "Cold pools open at `min_size` and grow during the burst; warm ones served one "
+        "unmeasured burst first.",
         "",
         table(
             ["strategy", "throughput vs baseline", "p99 vs baseline", "server connections"],
