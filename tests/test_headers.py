@@ -5,17 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
-import anyio
 import httpx
 import pytest
-import uvicorn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -26,6 +23,7 @@ from starlette.routing import Route
 from werkzeug.datastructures import ResponseCacheControl
 from werkzeug.http import parse_cache_control_header
 
+from media_app import serve
 from seerrperf import (
     CacheControl,
     ConfigurationError,
@@ -569,38 +567,12 @@ def test_json_response_refuses_headers_it_owns() -> None:
         json_response(request, MOVIE, cache_control=PUBLIC, headers={"Cache-Control": "public"})
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server plus an event set when startup has finished (or failed)."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.startup_done = anyio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await super().startup(sockets)
-        finally:
-            self.startup_done.set()
-
-
 @pytest.mark.anyio
 async def test_real_socket_second_request_gets_304() -> None:
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, lifespan="off", http="h11", ws="none")
-    server = _Server(config)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [listener])
-        try:
-            with anyio.fail_after(10):
-                await server.startup_done.wait()
-            assert server.started
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-                first = await http.get("/movie")
-                second = await http.get("/movie", headers={"If-None-Match": first.headers["etag"]})
-        finally:
-            server.should_exit = True
-    listener.close()
+    # The example app's in-loop uvicorn runner: a real socket on 127.0.0.1.
+    async with serve(app) as base_url, httpx.AsyncClient(base_url=base_url) as http:
+        first = await http.get("/movie")
+        second = await http.get("/movie", headers={"If-None-Match": first.headers["etag"]})
     assert first.status_code == 200
     assert first.json() == MOVIE
     assert second.status_code == 304

@@ -545,3 +545,22 @@ async def test_a_closed_client_refuses_upstream_calls() -> None:
     await client.aclose()
     with pytest.raises(Exception, match="closed"):
         await client.get_movie(1)
+
+
+async def test_a_title_deleted_during_a_background_refresh_is_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    time = FakeTime()
+    exists = True
+    upstream = Upstream(
+        lambda r: httpx.Response(200, json={"id": 1}) if exists else httpx.Response(404)
+    )
+    client, _ = make_client(upstream, time)
+    await client.get_movie(1)
+    exists = False
+    time.now += 6 * 3600 + 10  # stale, inside the stale-while-revalidate window
+    assert await client.get_movie(1) == {"id": 1}  # served stale; the refresh gets 404
+    await anyio.wait_all_tasks_blocked()
+    assert "failed (TmdbNotFound); the entry was removed" in caplog.text
+    with pytest.raises(TmdbNotFound):
+        await client.get_movie(1)  # not served stale again

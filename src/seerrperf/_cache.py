@@ -606,20 +606,23 @@ class NamedCache:
     def _fail(self, flight: _Flight[Any], exc: BaseException) -> None:
         if isinstance(exc, Exception):
             error = exc
-            if flight.refresh:
-                # The type only: a loader's message may carry a URL with an API key.
-                logger.warning(
-                    "background refresh in cache %r failed (%s); the stale entry stays",
-                    self._name,
-                    type(exc).__name__,
-                )
         else:
             error = CacheLoadAbortedError(
                 f"the shared load in cache {self._name!r} ended with {type(exc).__name__}"
             )
         with self._lock:
             self._load_errors += 1
-            self._release(flight)
+            # False when set/delete/clear forgot the key meanwhile (the loader may
+            # have done so itself, e.g. on a 404): then no stale entry stays.
+            still_ours = self._release(flight)
+        if flight.refresh and isinstance(exc, Exception):
+            # The type only: a loader's message may carry a URL with an API key.
+            logger.warning(
+                "background refresh in cache %r failed (%s); %s",
+                self._name,
+                type(exc).__name__,
+                "the stale entry stays" if still_ours else "the entry was removed",
+            )
         flight.error = error
         flight.traceback = error.__traceback__
         flight.done.set()
