@@ -24,7 +24,7 @@ from seerrperf import (
     async_pool_factory,
     batch_fetch,
 )
-from seerrperf._batch import _StartSpacer
+from seerrperf._runtime import StartSpacer as _StartSpacer
 
 from .conftest import SENTINEL
 

@@ -241,7 +241,7 @@ def test_the_deadline_also_bounds_the_checkout_liveness_check(
     own_server: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch, asynchronous: bool
 ) -> None:
     """An idle connection is verified inside getconn(): a frozen server must not hang that."""
-    import seerrperf._pool as pool_module
+    import seerrperf._pg.pool as pool_module
 
     now = [1000.0]
     monkeypatch.setattr(pool_module, "_clock", lambda: now[0])

@@ -37,7 +37,7 @@ from seerrperf import (
     SeerrperfError,
     async_pool_factory,
 )
-from seerrperf._lock import _advisory_key
+from seerrperf._pg.advisory import _advisory_key
 
 from . import _lock_worker
 

@@ -12,9 +12,9 @@ import psycopg.errors
 import pytest
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-import seerrperf._pool as pool_module
+import seerrperf._pg.pool as pool_module
 from seerrperf import ConfigurationError, PoolSettings, async_pool_factory, pool_factory
-from seerrperf._pool import _PoolPlan
+from seerrperf._pg.pool import _PoolPlan
 from seerrperf.testing import EmbeddedPostgres
 
 from .conftest import SENTINEL

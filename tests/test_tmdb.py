@@ -530,7 +530,7 @@ async def test_percent_encoded_keys_are_masked_in_httpx_logs(
 async def test_dropped_clients_leave_no_log_filter_behind() -> None:
     import gc
 
-    from seerrperf._tmdb import _LOG_FILTER
+    from seerrperf._tmdb.client import _LOG_FILTER
 
     before = len(logging.getLogger("httpx").filters)
     for _ in range(50):

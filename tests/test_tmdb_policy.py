@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from seerrperf import ConfigurationError
-from seerrperf._tmdb_policy import (
+from seerrperf._tmdb.policy import (
     DAY,
     ENDPOINTS,
     HOUR,

@@ -6,7 +6,18 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._batch import BatchLoader, BatchLoaderStats, batch_fetch
 from ._cache import CachedFunction, CacheManager, CacheStats, NamedCache, cached
-from ._exceptions import CacheLoadAbortedError, ConfigurationError, LockTimeout, SeerrperfError
+from ._errors import (
+    CacheLoadAbortedError,
+    ConfigurationError,
+    LockTimeout,
+    SeerrperfError,
+    TmdbAuthError,
+    TmdbError,
+    TmdbNotFound,
+    TmdbRateLimited,
+    TmdbResponseError,
+    TmdbUnavailable,
+)
 from ._headers import (
     CacheControl,
     cache_control,
@@ -18,27 +29,20 @@ from ._headers import (
     private_headers,
     swr_headers,
 )
-from ._health import (
+from ._lock import AsyncLock, LockStatistics
+from ._pg import (
     HealthReport,
     HealthResult,
+    PgAdvisoryLock,
+    PoolSettings,
     async_check_database_health,
+    async_pool_factory,
     check_database_health,
     health_report,
+    pool_factory,
 )
-from ._lock import AsyncLock, LockStatistics, PgAdvisoryLock
-from ._pool import PoolSettings, async_pool_factory, pool_factory
 from ._stats import collect_stats
-from ._tmdb import (
-    TmdbAuthError,
-    TmdbClient,
-    TmdbError,
-    TmdbNotFound,
-    TmdbRateLimited,
-    TmdbResponseError,
-    TmdbStats,
-    TmdbUnavailable,
-)
-from ._tmdb_policy import TtlPolicy, image_url
+from ._tmdb import TmdbClient, TmdbStats, TtlPolicy, image_url
 
 try:
     __version__ = version("seerrperf")

@@ -6,12 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ._exceptions import ConfigurationError
+from ._errors import ConfigurationError
 
 
 def _health(args: argparse.Namespace) -> int:
-    from ._health import check_database_health, health_report
-    from ._pool import pool_factory
+    from ._pg import check_database_health, health_report, pool_factory
 
     pool = pool_factory(
         args.dsn, min_size=1, max_size=1, timeout=args.timeout, application_name="seerrperf-health"

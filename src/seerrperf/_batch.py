@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import inspect
 import logging
-import math
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -27,8 +26,9 @@ from typing import Any, Generic, Literal, TypeVar, overload
 import anyio
 import anyio.lowlevel
 
-from ._exceptions import ConfigurationError
-from ._validate import require_int, require_positive, require_seconds
+from . import _validate
+from ._errors import ConfigurationError
+from ._runtime import StartSpacer
 
 __all__ = ["BatchLoader", "BatchLoaderStats", "batch_fetch"]
 
@@ -38,29 +38,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-
-
-class _StartSpacer:
-    """Spaces call starts ``1 / per_second`` seconds apart.
-
-    :meth:`reserve` claims the next free start slot without awaiting, so no
-    lock is needed: an event loop runs one task at a time. An idle spell earns
-    no burst: the next call starts at once, the one after it an interval later.
-    """
-
-    __slots__ = ("_clock", "_interval", "_next")
-
-    def __init__(self, per_second: float, clock: Callable[[], float]) -> None:
-        self._interval = 1.0 / per_second
-        self._clock = clock
-        self._next = -math.inf
-
-    def reserve(self) -> float:
-        """Claim the next start slot; return how many seconds to wait for it."""
-        now = self._clock()
-        start = max(now, self._next)
-        self._next = start + self._interval
-        return start - now
 
 
 def _dedupe(items: list[Any]) -> tuple[list[int], list[int]]:
@@ -162,19 +139,17 @@ async def batch_fetch(
     """
     if not callable(fn):
         raise ConfigurationError("fn must be a coroutine function")
-    require_int("concurrency", concurrency, minimum=1)
+    _validate.count("concurrency", concurrency, minimum=1)
     if item_timeout is not None:
-        require_seconds("item_timeout", item_timeout, allow_zero=False)
+        _validate.duration("item_timeout", item_timeout, allow_zero=False)
     if max_per_second is not None:
-        require_positive("max_per_second", max_per_second)
+        _validate.rate("max_per_second", max_per_second)
 
     inputs = list(items)
     slot_of, first_index = _dedupe(inputs)
     results: list[Any] = [None] * len(first_index)
     todo = iter(range(len(first_index)))  # shared: each slot goes to one worker
-    spacer = (
-        _StartSpacer(max_per_second, anyio.current_time) if max_per_second is not None else None
-    )
+    spacer = StartSpacer(max_per_second, anyio.current_time) if max_per_second is not None else None
 
     async def worker() -> None:
         for slot in todo:
@@ -303,8 +278,8 @@ class BatchLoader(Generic[K, V]):
     ) -> None:
         if not callable(load_many):
             raise ConfigurationError("load_many must be a coroutine function")
-        require_int("max_batch_size", max_batch_size, minimum=1)
-        require_seconds("batch_window", batch_window, allow_zero=True)
+        _validate.count("max_batch_size", max_batch_size, minimum=1)
+        _validate.duration("batch_window", batch_window)
         self._load_many = load_many
         self._max_batch_size = max_batch_size
         self._batch_window = batch_window

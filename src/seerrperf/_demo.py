@@ -18,8 +18,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from ._demo_app import LoadPlan, compare_builds, load_media_app, percentile, results_table
-from ._health import async_check_database_health
-from ._pool import async_pool_factory
+from ._pg import async_check_database_health, async_pool_factory
 
 __all__ = ["WorkloadResult", "format_table", "pool_comparison", "run_workload"]
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypedDict, Unpack
 
-from ._exceptions import ConfigurationError
+from ._errors import ConfigurationError
 
 __all__ = [
     "CacheControl",

@@ -14,8 +14,9 @@ from typing import Any, TypeAlias
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ._cache import CacheManager, NamedCache
-from ._exceptions import ConfigurationError
-from ._lock import AsyncLock, PgAdvisoryLock
+from ._errors import ConfigurationError
+from ._lock import AsyncLock
+from ._pg import PgAdvisoryLock
 from ._tmdb import TmdbClient
 
 __all__ = ["collect_stats"]

@@ -20,7 +20,7 @@ except ImportError as _missing:  # pragma: no cover - depends on the environment
         'seerrperf.starlette needs Starlette: pip install "seerrperf[starlette]"'
     ) from _missing
 
-from ._exceptions import ConfigurationError
+from ._errors import ConfigurationError
 from ._headers import (
     CacheControl,
     _canonical_json,

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
-from ._embedded import EmbeddedPostgres, EmbeddedPostgresError, embedded_postgres
+from seerrperf._errors import EmbeddedPostgresError
+
+from ._embedded import EmbeddedPostgres, embedded_postgres
 from ._fake_tmdb import FakeTmdb, FakeTmdbStats
 
 __all__ = [

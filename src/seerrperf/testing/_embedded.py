@@ -29,7 +29,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
-from seerrperf._exceptions import ConfigurationError, SeerrperfError
+from seerrperf._errors import ConfigurationError, EmbeddedPostgresError
 
 __all__ = ["EmbeddedPostgres", "embedded_postgres"]
 
@@ -47,10 +47,6 @@ _RUN_AS = "nobody"
 # What the server needs of an installation: programs, libraries, share/ (timezones).
 _INSTALL_PARTS = ("bin", "lib", "share")
 _copy_lock = threading.Lock()
-
-
-class EmbeddedPostgresError(SeerrperfError):
-    """The embedded server could not be set up, started or stopped."""
 
 
 def _bin_dir() -> Path:

@@ -25,7 +25,7 @@ import anyio
 import cachetools
 import httpx
 
-from seerrperf._exceptions import ConfigurationError
+from seerrperf._errors import ConfigurationError
 
 from ._http_server import HttpServer, Reply
 from ._tmdb_catalogue import MAX_ID_LIMIT, NOT_FOUND, Catalogue, Json, error_body, image_bytes

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Final, Literal
 from urllib.parse import quote
 
-from ._exceptions import ConfigurationError
+from seerrperf._errors import ConfigurationError
 
 __all__ = [
     "ENDPOINTS",

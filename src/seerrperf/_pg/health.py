@@ -24,9 +24,10 @@ from typing import Any, Literal
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from ._redact import dsn_secrets, redact
-from ._validate import require_seconds
-from ._watchdog import Watchdog, deadline_scope
+from seerrperf import _validate
+from seerrperf._redact import dsn_secrets, redact
+
+from .watchdog import Watchdog, deadline_scope
 
 __all__ = [
     "HealthReport",
@@ -102,7 +103,7 @@ class _Check:
 
     def __init__(self, pool: ConnectionPool[Any] | AsyncConnectionPool[Any], timeout: float):
         self.pool = pool
-        self.timeout = require_seconds("timeout", timeout, allow_zero=False)
+        self.timeout = _validate.duration("timeout", timeout, allow_zero=False)
         self.start = time.monotonic()
         self.deadline = self.start + self.timeout
         self.secrets = dsn_secrets(pool.conninfo) if isinstance(pool.conninfo, str) else ()

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, ca
 import anyio
 from cachetools import Cache, TLRUCache
 
-from ._exceptions import CacheLoadAbortedError, ConfigurationError
+from seerrperf._errors import CacheLoadAbortedError, ConfigurationError
 
 __all__ = ["CacheManager", "CacheStats", "CachedFunction", "NamedCache", "cached"]
 

@@ -1,7 +1,7 @@
 """An async TMDB client with tiered TTLs, coalescing, stale serving and polite retries.
 
 The pure parts (TTL tiers, input checks, retry timing, image URLs) live in
-``_tmdb_policy``; caching and request coalescing come from :class:`NamedCache`;
+``policy``; caching and request coalescing come from :class:`NamedCache`;
 batch forms use :func:`batch_fetch`.
 """
 
@@ -22,11 +22,23 @@ from urllib.parse import quote, quote_plus, urlsplit
 import anyio
 import httpx
 
-from ._batch import _StartSpacer, batch_fetch
-from ._cache import NamedCache
-from ._exceptions import ConfigurationError, SeerrperfError
-from ._redact import redact
-from ._tmdb_policy import (
+from seerrperf import _validate
+from seerrperf._batch import batch_fetch
+from seerrperf._cache import NamedCache
+from seerrperf._errors import (
+    ConfigurationError,
+    SeerrperfError,
+    TmdbAuthError,
+    TmdbError,
+    TmdbNotFound,
+    TmdbRateLimited,
+    TmdbResponseError,
+    TmdbUnavailable,
+)
+from seerrperf._redact import redact
+from seerrperf._runtime import StartSpacer
+
+from .policy import (
     EXTERNAL_SOURCES,
     MEDIA_TYPES,
     TIME_WINDOWS,
@@ -41,7 +53,6 @@ from ._tmdb_policy import (
     retry_after_seconds,
     segment,
 )
-from ._validate import require_int, require_positive, require_seconds
 
 __all__ = [
     "TmdbAuthError",
@@ -65,43 +76,6 @@ _BACKOFF_CAP = 8.0
 _LATENCY_WINDOW = 2048
 
 Scalar = str | int | float | bool
-
-
-# --- errors ----------------------------------------------------------------------------
-
-
-class TmdbError(SeerrperfError):
-    """TMDB could not give an answer.
-
-    Attributes:
-        status: The HTTP status, or ``None`` when no response arrived.
-        path: The API path asked for (never with credentials).
-    """
-
-    def __init__(self, message: str, *, status: int | None, path: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.path = path
-
-
-class TmdbNotFound(TmdbError):
-    """404: the id does not exist (or was deleted); remembered briefly."""
-
-
-class TmdbAuthError(TmdbError):
-    """401/403: the API key or access token is missing, wrong or revoked."""
-
-
-class TmdbRateLimited(TmdbError):
-    """429 after every retry: TMDB kept asking us to slow down."""
-
-
-class TmdbUnavailable(TmdbError):
-    """5xx, a timeout or a connection failure after every retry."""
-
-
-class TmdbResponseError(TmdbError):
-    """Any other 4xx, or a body that is not a JSON object."""
 
 
 # --- statistics ------------------------------------------------------------------------
@@ -274,15 +248,15 @@ class TmdbClient:
             raise ConfigurationError(f"language must look like 'en' or 'en-US', got {language!r}")
         if region is not None and (not isinstance(region, str) or not _REGION.fullmatch(region)):
             raise ConfigurationError(f"region must be an ISO 3166-1 code like 'US', got {region!r}")
-        require_int("max_retries", max_retries, minimum=0)
+        _validate.count("max_retries", max_retries)
         if cache is not None and not isinstance(cache, NamedCache):
             raise ConfigurationError("cache must be a NamedCache")
         if ttl_policy is not None and not isinstance(ttl_policy, TtlPolicy):
             raise ConfigurationError("ttl_policy must be a TtlPolicy")
         self._base = _check_base_url(base_url)
-        self._timeout = require_seconds("timeout", timeout, allow_zero=False)
-        rps = None if max_rps is None else require_positive("max_rps", max_rps)
-        self._max_retry_after = require_seconds("max_retry_after", max_retry_after, allow_zero=True)
+        self._timeout = _validate.duration("timeout", timeout, allow_zero=False)
+        rps = None if max_rps is None else _validate.rate("max_rps", max_rps)
+        self._max_retry_after = _validate.duration("max_retry_after", max_retry_after)
         self._max_retries = max_retries
         self._policy = ttl_policy if ttl_policy is not None else TtlPolicy.seed()
         self._cache = cache if cache is not None else NamedCache("tmdb", maxsize=10_000)
@@ -314,7 +288,7 @@ class TmdbClient:
         self._sleep = sleep
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
-        self._spacer = _StartSpacer(rps, clock) if rps else None
+        self._spacer = StartSpacer(rps, clock) if rps else None
         self._paused_until = 0.0
         self._closed = False
         _LOG_FILTER.register(self)

@@ -22,10 +22,11 @@ import psycopg.conninfo
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from ._exceptions import ConfigurationError
-from ._redact import dsn_secrets, redact
-from ._validate import require_int, require_seconds
-from ._watchdog import guard_check
+from seerrperf import _validate
+from seerrperf._errors import ConfigurationError
+from seerrperf._redact import dsn_secrets, redact
+
+from .watchdog import guard_check
 
 __all__ = ["PoolSettings", "async_pool_factory", "pool_factory"]
 
@@ -92,21 +93,21 @@ class PoolSettings:
 
     def __post_init__(self) -> None:
         for name in ("min_size", "max_waiting"):
-            require_int(name, getattr(self, name), minimum=0)
-        require_int("max_size", self.max_size, minimum=1)
-        require_int("keepalives_idle", self.keepalives_idle, minimum=1)
-        require_int("connect_timeout", self.connect_timeout, minimum=2)
+            _validate.count(name, getattr(self, name))
+        _validate.count("max_size", self.max_size, minimum=1)
+        _validate.whole_seconds("keepalives_idle", self.keepalives_idle, minimum=1)
+        _validate.whole_seconds("connect_timeout", self.connect_timeout, minimum=2)
         if self.min_size > self.max_size:
             raise ConfigurationError(
                 f"min_size ({self.min_size}) must not exceed max_size ({self.max_size})"
             )
         for name in ("max_idle", "timeout", "max_lifetime"):
-            require_seconds(name, getattr(self, name), allow_zero=False)
+            _validate.duration(name, getattr(self, name), allow_zero=False)
         for name in ("statement_timeout", "idle_in_transaction_timeout"):
             value = getattr(self, name)
             if value is not None:
-                require_seconds(name, value, allow_zero=False)
-        require_seconds("check_idle", self.check_idle, allow_zero=True)
+                _validate.duration(name, value, allow_zero=False)
+        _validate.duration("check_idle", self.check_idle)
         for name in ("check", "pgbouncer"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigurationError(f"{name} must be True or False")

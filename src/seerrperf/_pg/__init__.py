@@ -1,0 +1,27 @@
+"""The PostgreSQL subsystem: tuned pools, health checks with hard deadlines, advisory locks."""
+
+from __future__ import annotations
+
+from .advisory import PgAdvisoryLock
+from .health import (
+    HealthReport,
+    HealthResult,
+    async_check_database_health,
+    check_database_health,
+    health_report,
+)
+from .pool import AsyncConnection, PoolSettings, SyncConnection, async_pool_factory, pool_factory
+
+__all__ = [
+    "AsyncConnection",
+    "HealthReport",
+    "HealthResult",
+    "PgAdvisoryLock",
+    "PoolSettings",
+    "SyncConnection",
+    "async_check_database_health",
+    "async_pool_factory",
+    "check_database_health",
+    "health_report",
+    "pool_factory",
+]
