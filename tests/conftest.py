@@ -10,8 +10,6 @@ import pytest
 
 from seerrperf.testing import EmbeddedPostgres
 
-SENTINEL = "s3cr3t-sentinel"
-
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -25,8 +25,7 @@ from seerrperf import (
     batch_fetch,
 )
 from seerrperf._runtime import StartSpacer as _StartSpacer
-
-from .conftest import SENTINEL
+from tests._support import SENTINEL
 
 BOTH = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 DEADLINE = 5  # seconds before a test that should finish at once counts as hung

@@ -53,6 +53,7 @@ EXPECTED = {
 }
 
 EXPECTED_TESTING = {
+    "FakeClock",
     "EmbeddedPostgres",
     "EmbeddedPostgresError",
     "FakeTmdb",

@@ -24,8 +24,7 @@ from seerrperf import (
     pool_factory,
 )
 from seerrperf.testing import EmbeddedPostgres
-
-from .conftest import SENTINEL
+from tests._support import SENTINEL
 
 MARGIN = 1.5  # seconds allowed beyond the timeout: thread wake-ups on a loaded 2-core box
 

@@ -17,8 +17,7 @@ from psycopg.conninfo import make_conninfo
 from media_app import Settings, create_app, serve
 from seerrperf import ConfigurationError, etag_for
 from seerrperf.testing import EmbeddedPostgres, FakeTmdb
-
-from .conftest import SENTINEL
+from tests._support import SENTINEL
 
 pytestmark = pytest.mark.anyio
 

@@ -24,8 +24,7 @@ from seerrperf import (
     TmdbUnavailable,
     TtlPolicy,
 )
-
-from .conftest import SENTINEL
+from tests._support import SENTINEL
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

@@ -19,8 +19,7 @@ from hypothesis import strategies as st
 
 from seerrperf import ConfigurationError
 from seerrperf.testing import FakeTmdb
-
-from .conftest import SENTINEL
+from tests._support import SENTINEL
 
 API = "https://api.themoviedb.org/3"
 NOT_FOUND = {

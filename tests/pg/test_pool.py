@@ -16,8 +16,7 @@ import seerrperf._pg.pool as pool_module
 from seerrperf import ConfigurationError, PoolSettings, async_pool_factory, pool_factory
 from seerrperf._pg.pool import _PoolPlan
 from seerrperf.testing import EmbeddedPostgres
-
-from .conftest import SENTINEL
+from tests._support import SENTINEL
 
 # --- settings and validation (no server) -------------------------------------------------
 

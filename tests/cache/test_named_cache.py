@@ -27,8 +27,7 @@ from seerrperf import (
     NamedCache,
     cached,
 )
-
-from .conftest import SENTINEL
+from tests._support import SENTINEL
 
 both_backends = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 MISSING = object()
