@@ -7,7 +7,7 @@ import hashlib
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
@@ -307,6 +307,25 @@ def test_private_and_no_store_headers_never_reach_shared_caches() -> None:
     assert no_store_headers() == {"Cache-Control": "no-store"}
     with pytest.raises(ConfigurationError, match="max_age"):
         private_headers(-1)
+
+
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        (lambda: private_headers(False), "max_age must be a whole number of seconds"),  # type: ignore[arg-type]
+        (lambda: private_headers(1.5), "max_age must be a whole number of seconds"),  # type: ignore[arg-type]
+        (lambda: etag_for(b"x", weak="no"), "weak must be True or False"),  # type: ignore[arg-type]
+        (lambda: swr_headers(60, 60, shared=1), "shared must be True or False"),  # type: ignore[arg-type]
+        (lambda: cache_control(max_age=10**400), "max_age must be at most"),
+        (lambda: cache_control(public="yes"), "public must be True or False"),  # type: ignore[arg-type]
+    ],
+)
+def test_builders_refuse_wrong_types_naming_the_argument(
+    call: Callable[[], object], named: str
+) -> None:
+    # A truthy stand-in (1, "no") must not silently pick a meaning.
+    with pytest.raises(ConfigurationError, match=named):
+        call()
 
 
 # -- ETag and dates ----------------------------------------------------------------

@@ -19,11 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypedDict, Unpack
 
+from . import _validate
 from ._errors import ConfigurationError
 
 __all__ = [
     "CacheControl",
     "cache_control",
+    "canonical_json",
     "etag_for",
     "http_date",
     "immutable_headers",
@@ -134,9 +136,10 @@ class CacheControl:
         for name in _FIELDS.values():
             value = getattr(self, name)
             if name in _SECONDS:
-                _check_seconds(name, value)
-            elif not isinstance(value, bool):
-                raise ConfigurationError(f"{name} must be True or False, got {value!r}")
+                if value is not None:
+                    _validate.whole_seconds(name, value, maximum=MAX_SECONDS)
+            else:
+                _validate.flag(name, value)
         if self.public and self.private:
             raise ConfigurationError("public and private cannot be combined")
         if self.no_store:
@@ -225,15 +228,6 @@ class CacheControl:
 
 # Header directive -> field name, in canonical order: "max-age" -> "max_age".
 _FIELDS = {f.name.replace("_", "-"): f.name for f in fields(CacheControl) if f.name != "extensions"}
-
-
-def _check_seconds(name: str, value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SECONDS:
-        raise ConfigurationError(
-            f"{name} must be a whole number of seconds from 0 to {MAX_SECONDS}, got {value!r}"
-        )
 
 
 def _check_extensions(extensions: object) -> None:
@@ -365,6 +359,7 @@ def swr_headers(
     Raises:
         ConfigurationError: A value is not a whole number of seconds.
     """
+    _validate.flag("shared", shared)
     header = cache_control(
         public=shared,
         private=not shared,
@@ -389,6 +384,7 @@ def private_headers(max_age: int = 0) -> dict[str, str]:
     Raises:
         ConfigurationError: ``max_age`` is not a whole number of seconds.
     """
+    _validate.whole_seconds("max_age", max_age, maximum=MAX_SECONDS)
     if max_age == 0:
         return {"Cache-Control": cache_control(private=True, no_cache=True)}
     return {"Cache-Control": cache_control(private=True, max_age=max_age)}
@@ -403,8 +399,15 @@ def no_store_headers() -> dict[str, str]:
     return {"Cache-Control": cache_control(no_store=True)}
 
 
-def _canonical_json(data: Any) -> bytes:
-    """Serialise ``data`` to the same bytes in every process: sorted keys, no spaces."""
+def canonical_json(data: Any) -> bytes:
+    """Serialise ``data`` to the same bytes in every process: sorted keys, no spaces.
+
+    These are the bytes :func:`etag_for` hashes for non-string data, so a
+    framework helper that sends them gets an ``ETag`` that matches its body.
+
+    Raises:
+        ConfigurationError: ``data`` is not JSON-serialisable (or contains NaN).
+    """
     try:
         text = json.dumps(
             data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -434,12 +437,13 @@ def etag_for(data: Any, *, weak: bool = False) -> str:
     Raises:
         ConfigurationError: ``data`` is not JSON-serialisable (or contains NaN).
     """
+    _validate.flag("weak", weak)
     if isinstance(data, bytes | bytearray | memoryview):
         raw = bytes(data)
     elif isinstance(data, str):
         raw = data.encode("utf-8")
     else:
-        raw = _canonical_json(data)
+        raw = canonical_json(data)
     tag = f'"{hashlib.sha256(raw).hexdigest()[:32]}"'
     return f"W/{tag}" if weak else tag
 

@@ -23,7 +23,7 @@ except ImportError as _missing:  # pragma: no cover - depends on the environment
 from ._errors import ConfigurationError
 from ._headers import (
     CacheControl,
-    _canonical_json,
+    canonical_json,
     etag_for,
     http_date,
     is_not_modified,
@@ -79,7 +79,7 @@ def json_response(
     for name in extra:
         if name.lower() in _OWN_HEADERS:
             raise ConfigurationError(f"headers must not set {name}: json_response sets it")
-    body = _canonical_json(data)
+    body = canonical_json(data)
     if not 200 <= status_code < 300:
         extra.update(no_store_headers())
         return Response(body, status_code, headers=extra, media_type="application/json")
