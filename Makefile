@@ -26,8 +26,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict src tests/typing examples
 	$(BIN)/pyright tests/typing
 
+# PYTEST_ARGS='-m "not slow"' skips the multi-process and soak tests locally;
+# CI runs everything.
 pytest: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Build sdist and wheel, check their metadata and contents, install the wheel
 # into a fresh virtualenv without dev dependencies, use it, and verify that
