@@ -217,10 +217,10 @@ class EmbeddedRedis:
                 sock.sendall(request)
                 while not (found := _PROCESS_ID.search(reply)):
                     chunk = sock.recv(65536)
+                    reply += chunk
                     # Closed, or an error reply (LOADING, a refused password): not ready.
                     if not chunk or reply.startswith(b"-") or b"\r\n-" in reply:
                         return False
-                    reply += chunk
         except OSError:
             return False
         return int(found.group(1)) == process.pid
