@@ -56,9 +56,12 @@ EXPECTED_TESTING = {
     "FakeClock",
     "EmbeddedPostgres",
     "EmbeddedPostgresError",
+    "EmbeddedRedis",
+    "EmbeddedRedisError",
     "FakeTmdb",
     "FakeTmdbStats",
     "embedded_postgres",
+    "embedded_redis",
 }
 
 

@@ -13,6 +13,7 @@
      |    +-- TmdbUnavailable                     5xx, timeout, connection failure
      |    +-- TmdbResponseError                   any other 4xx, an unusable body
      +-- EmbeddedPostgresError                  (seerrperf.testing) the test server failed
+     +-- EmbeddedRedisError                     (seerrperf.testing) the test server failed
 
 Driver and pool errors (``psycopg.OperationalError``,
 ``psycopg.errors.QueryCanceled``, ``psycopg_pool.PoolTimeout``) pass through
@@ -29,6 +30,7 @@ __all__ = [
     "CacheLoadAbortedError",
     "ConfigurationError",
     "EmbeddedPostgresError",
+    "EmbeddedRedisError",
     "LockTimeout",
     "SeerrperfError",
     "TmdbAuthError",
@@ -96,3 +98,7 @@ class TmdbResponseError(TmdbError):
 
 class EmbeddedPostgresError(SeerrperfError):
     """The embedded server could not be set up, started or stopped."""
+
+
+class EmbeddedRedisError(SeerrperfError):
+    """The embedded Valkey server could not be started."""

@@ -48,7 +48,14 @@ from seerrperf import (
     swr_headers,
 )
 from seerrperf.prometheus import SeerrperfCollector
-from seerrperf.testing import EmbeddedPostgres, FakeTmdb, embedded_postgres
+from seerrperf.testing import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    EmbeddedRedisError,
+    FakeTmdb,
+    embedded_postgres,
+    embedded_redis,
+)
 
 
 def sync_side() -> None:
@@ -98,6 +105,25 @@ def sync_side() -> None:
     with embedded_postgres() as dsn, EmbeddedPostgres() as server:
         assert isinstance(dsn, str)
         assert server.dsn
+
+    with embedded_redis(settings={"maxmemory": "10mb"}) as redis_url:
+        assert redis_url.startswith("redis://")
+    valkey = EmbeddedRedis(settings={"maxmemory-policy": "allkeys-lru"}, password="pw")
+    with valkey:
+        valkey_url: str = valkey.url
+        port: int = valkey.port
+        pid: int = valkey.pid
+        valkey.pause()
+        valkey.resume()
+        valkey.restart()
+        up: bool = valkey.running
+        del valkey_url, port, pid, up
+    try:
+        valkey.start()
+    except EmbeddedRedisError:
+        pass
+    finally:
+        valkey.close()
 
 
 async def async_side() -> None:
