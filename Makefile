@@ -6,6 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SMOKE := .smoke-venv
+# The demo and the benchmarks import examples/ (demo, media_app) from here,
+# as pytest does (pyproject's pythonpath); no code edits sys.path.
+EXAMPLES := PYTHONPATH=examples
+# `make bench BENCH=benchmarks/bench_pool.py` runs one benchmark.
+BENCH ?= $(sort $(wildcard benchmarks/bench_*.py))
 
 .PHONY: demo test lint typecheck pytest package docs bench clean
 
@@ -16,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m seerrperf demo
+	$(EXAMPLES) $(BIN)/python -m demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -51,7 +56,7 @@ docs: $(STAMP)
 test: lint typecheck pytest package docs
 
 bench: $(STAMP)
-	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	@for f in $(BENCH); do echo "== $$f"; $(EXAMPLES) $(BIN)/python $$f || exit 1; done
 	$(BIN)/python benchmarks/render.py
 
 clean:

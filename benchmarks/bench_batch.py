@@ -9,28 +9,24 @@
 3. 500 availability lookups on a real PostgreSQL (embedded server): one query
    per key (sequential, and concurrent over the pool) vs one ``BatchLoader``.
 
-Run: ``.venv/bin/python benchmarks/bench_batch.py``. Prints a table and writes
+Run: ``make bench BENCH=benchmarks/bench_batch.py``. Prints a table and writes
 ``benchmarks/results/bench_batch.json``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import platform
 import random
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import anyio
 
+from _common import write_result
 from seerrperf import BatchLoader, async_pool_factory, batch_fetch
 from seerrperf.testing import EmbeddedPostgres
 
-RESULTS = Path(__file__).parent / "results" / "bench_batch.json"
 SEED = 6
 
 
@@ -228,21 +224,7 @@ async def main() -> None:
     lines += [f"  {name:40} {value:8.2f}" for name, value in ratios.items()]
     print("\n".join(lines))
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "bench_batch",
-                "python": sys.version.split()[0],
-                "machine": platform.machine(),
-                "seconds": sections,
-                "ratios": ratios,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    print(f"\nwrote {RESULTS}")
+    write_result("bench_batch", {"seconds": sections, "ratios": ratios})
 
 
 if __name__ == "__main__":

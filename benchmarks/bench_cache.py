@@ -1,6 +1,6 @@
 """Benchmark seerrperf's caches against bare cachetools and Seerr's cache behaviour.
 
-Run with ``.venv/bin/python benchmarks/bench_cache.py``. Everything is measured
+Run with ``make bench BENCH=benchmarks/bench_cache.py``. Everything is measured
 side by side in this one run:
 
 1. Hit path: ``NamedCache.get`` (one lock, LRU touch, stats) against a bare
@@ -21,30 +21,20 @@ Results go to stdout as a table and to ``benchmarks/results/bench_cache.json``.
 from __future__ import annotations
 
 import asyncio
-import json
-import platform
 import random
 import threading
 import timeit
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import anyio
 import cachetools
 
+from _common import write_result
 from seerrperf import NamedCache, cached
+from seerrperf.testing import FakeClock
 
-RESULTS = Path(__file__).parent / "results" / "bench_cache.json"
 HIT_TARGET = 1.5
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- 1. hit path --------------------------------------------------------------
@@ -191,9 +181,9 @@ class VirtualUpstream:
     async def fetch(self) -> dict[str, float]:
         self.calls += 1
         done = anyio.Event()
-        self.pending.append((self.clock.now + LATENCY, done))
+        self.pending.append((self.clock() + LATENCY, done))
         await done.wait()
-        return {"fetched_at": self.clock.now}
+        return {"fetched_at": self.clock()}
 
     async def run_until(self, when: float) -> None:
         """Advance virtual time to ``when``, completing due calls in order."""
@@ -203,10 +193,13 @@ class VirtualUpstream:
                 break
             first = min(due, key=lambda p: p[0])
             self.pending.remove(first)
-            self.clock.now = first[0]
+            self._move_to(first[0])
             first[1].set()
             await anyio.wait_all_tasks_blocked()
-        self.clock.now = when
+        self._move_to(when)
+
+    def _move_to(self, when: float) -> None:
+        self.clock.advance(max(0.0, when - self.clock()))
 
 
 class SeerrRollingCache:
@@ -219,17 +212,17 @@ class SeerrRollingCache:
 
     async def get(self, key: str, loader: Callable[[], Awaitable[Any]]) -> Any:
         entry = self.entries.get(key)
-        if entry is not None and self.clock.now - entry[1] < SEERR_TTL:
-            if self.clock.now - entry[1] > ROLLING_BUFFER:
+        if entry is not None and self.clock() - entry[1] < SEERR_TTL:
+            if self.clock() - entry[1] > ROLLING_BUFFER:
                 self.tg.start_soon(self._refetch, key, loader)  # no in-flight guard
             return entry[0]
         value = await loader()
-        self.entries[key] = (value, self.clock.now)
+        self.entries[key] = (value, self.clock())
         return value
 
     async def _refetch(self, key: str, loader: Callable[[], Awaitable[Any]]) -> None:
         value = await loader()
-        self.entries[key] = (value, self.clock.now)
+        self.entries[key] = (value, self.clock())
 
 
 async def _replay(trace: list[tuple[float, str]], policy: str) -> int:
@@ -308,29 +301,23 @@ def main() -> None:
             f"{counts['seerr_getRolling']:>11} {ratio:6.1f}x"
         )
 
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "python": platform.python_version(),
-                "cachetools": cachetools.__version__,
-                "hit_path_ns": {name: round(ns, 1) for name, ns in hit.items()},
-                "hit_path_ratio_vs_bare_ttlcache": round(ours_ratio, 3),
-                "hit_path_ratio_vs_locked_ttlcache": round(locked_ratio, 3),
-                "hit_path_target": HIT_TARGET,
-                "stampede_loader_calls": stampede,
-                "stampede_ratio": stampede["seerr_style"] / stampede["seerrperf"],
-                "trace_upstream_calls": refreshes,
-                "trace_ratio": {
-                    name: round(c["seerr_getRolling"] / c["seerrperf"], 2)
-                    for name, c in refreshes.items()
-                },
+    write_result(
+        "bench_cache",
+        {
+            "cachetools": cachetools.__version__,
+            "hit_path_ns": {name: round(ns, 1) for name, ns in hit.items()},
+            "hit_path_ratio_vs_bare_ttlcache": round(ours_ratio, 3),
+            "hit_path_ratio_vs_locked_ttlcache": round(locked_ratio, 3),
+            "hit_path_target": HIT_TARGET,
+            "stampede_loader_calls": stampede,
+            "stampede_ratio": stampede["seerr_style"] / stampede["seerrperf"],
+            "trace_upstream_calls": refreshes,
+            "trace_ratio": {
+                name: round(c["seerr_getRolling"] / c["seerrperf"], 2)
+                for name, c in refreshes.items()
             },
-            indent=2,
-        )
-        + "\n"
+        },
     )
-    print(f"\nwrote {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark AsyncLock against asyncio.Lock, asyncio-keyed-lock and Seerr's AsyncLock.
 
-Run: ``.venv/bin/python benchmarks/bench_lock.py`` (about a minute and a half;
+Run: ``make bench BENCH=benchmarks/bench_lock.py`` (about a minute and a half;
 most of it is the port of Seerr's lock at 20,000 waiters).
 
 1. Uncontended acquire/release: ``async with lock(key)`` with nothing else
@@ -23,23 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
-import platform
 import random
-import sys
 import time
 import tracemalloc
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 from typing import Any
 
 from asyncio_keyed_lock import AsyncioKeyedLock
 
+from _common import write_result
+from demo.report import format_table
 from seerrperf import AsyncLock
 
-RESULTS = Path(__file__).parent / "results" / "bench_lock.json"
 KEYS = [("movie", i) for i in range(1024)]
 
 
@@ -254,13 +251,6 @@ async def bench_memory(acquisitions: int = 100_000, keys: int = 10_000) -> dict[
 # --- report ------------------------------------------------------------------------------
 
 
-def _row(cells: list[str], widths: list[int]) -> str:
-    return "  ".join(
-        c.ljust(w) if i == 0 else c.rjust(w)
-        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-    )
-
-
 def main() -> None:
     sizes = (2_000, 5_000, 10_000, 20_000)
     uncontended = asyncio.run(bench_uncontended())
@@ -270,31 +260,34 @@ def main() -> None:
     floor = uncontended["asyncio.Lock (bare)"]
     ours = uncontended["seerrperf.AsyncLock"]
     print("\nUncontended acquire/release (best of 7 x 100,000)")
-    widths = [24, 10, 16]
-    print(_row(["lock", "ns/op", "x asyncio.Lock"], widths))
-    for name, ns in uncontended.items():
-        print(_row([name, f"{ns:.0f}", f"{ns / floor:.2f}x"], widths))
+    print(
+        format_table(
+            ["lock", "ns/op", "x asyncio.Lock"],
+            [[name, f"{ns:.0f}", f"{ns / floor:.2f}x"] for name, ns in uncontended.items()],
+        )
+    )
 
     print("\nDrain n waiters on one key, sleep(0) inside (seconds, GC paused; x = theirs / ours)")
     mine = drain["seerrperf.AsyncLock"]
-    widths = [24] + [16] * len(sizes)
-    print(_row(["lock"] + [f"n={n:,}" for n in sizes], widths))
+    rows = []
     for name, times in drain.items():
         cells = [
             f"{times[n]:.3f}" if times is mine else f"{times[n]:.3f} ({times[n] / mine[n]:.1f}x)"
             for n in sizes
         ]
-        print(_row([name, *cells], widths))
+        rows.append([name, *cells])
+    print(format_table(["lock", *[f"n={n:,}" for n in sizes]], rows))
     growth = {name: times[20_000] / times[10_000] for name, times in drain.items()}
     print("time(20k) / time(10k): " + ", ".join(f"{k} {v:.2f}" for k, v in growth.items()))
 
     print("\nBytes still allocated after n acquisitions over 10,000 keys (1,000 tasks at a time)")
-    widths = [24, 12, 12, 12, 10]
-    print(_row(["lock", "n=10,000", "n=100,000", "growth", "keys kept"], widths))
+    rows = []
     for name, m in memory.items():
         first, last = m["retained_bytes_after_10000"], m["retained_bytes_after_100000"]
-        cells = [f"{first:,}", f"{last:,}", f"{last - first:+,}", f"{m['keys_tracked_after']:,}"]
-        print(_row([name, *cells], widths))
+        rows.append(
+            [name, f"{first:,}", f"{last:,}", f"{last - first:+,}", f"{m['keys_tracked_after']:,}"]
+        )
+    print(format_table(["lock", "n=10,000", "n=100,000", "growth", "keys kept"], rows))
 
     keyed = drain["asyncio-keyed-lock"]
     port = drain["Seerr AsyncLock (port)"]
@@ -312,8 +305,6 @@ def main() -> None:
         print(f"  {'met ' if met else 'MISS'}  {target}")
 
     report = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
         "uncontended_ns_per_op": uncontended,
         "uncontended_ratio_vs_asyncio_lock": {k: v / floor for k, v in uncontended.items()},
         "drain_seconds": {name: {str(n): times[n] for n in sizes} for name, times in drain.items()},
@@ -324,9 +315,7 @@ def main() -> None:
         "memory": memory,
         "targets_met": targets,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {RESULTS}")
+    write_result("bench_lock", report)
 
 
 if __name__ == "__main__":

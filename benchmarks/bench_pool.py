@@ -11,24 +11,22 @@ during the burst) and warm (after one unmeasured burst: steady state).
 Prints throughput, p50/p99 and server connections (distinct backend pids) per
 strategy, as ratios against (a); writes benchmarks/results/bench_pool.json.
 
-    .venv/bin/python benchmarks/bench_pool.py [--tasks 200] [--rounds 5]
+    make bench BENCH=benchmarks/bench_pool.py
+    PYTHONPATH=examples .venv/bin/python benchmarks/bench_pool.py [--tasks 200] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 from functools import partial
-from pathlib import Path
 
 import anyio
 
-from seerrperf._demo import WorkloadResult, format_table, pool_comparison
+from _common import write_result
+from demo.report import format_table
+from demo.workload import WorkloadResult, pool_comparison
 from seerrperf.testing import EmbeddedPostgres
-
-RESULTS = Path(__file__).parent / "results" / "bench_pool.json"
 
 
 def main() -> None:
@@ -93,18 +91,9 @@ def main() -> None:
             ],
         )
     )
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "pool",
-                "machine": {"python": platform.python_version(), "platform": platform.platform()},
-                "params": {"tasks": args.tasks, "rounds": args.rounds},
-                "results": summary,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_result(
+        "bench_pool",
+        {"params": {"tasks": args.tasks, "rounds": args.rounds}, "results": summary},
     )
 
 

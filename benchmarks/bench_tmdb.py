@@ -13,28 +13,27 @@ All three use an httpx client with the same connection limits. Prints upstream
 calls, throughput and p50/p99 per lookup, and ratios against (a); writes
 benchmarks/results/bench_tmdb.json.
 
-    .venv/bin/python benchmarks/bench_tmdb.py [--lookups 10000] [--ids 1000]
+    make bench BENCH=benchmarks/bench_tmdb.py
+    PYTHONPATH=examples .venv/bin/python benchmarks/bench_tmdb.py [--lookups 10000] [--ids 1000]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import random
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 
+from _common import write_result
+from demo.report import format_table
 from seerrperf import TmdbClient
-from seerrperf._demo import format_table
+from seerrperf._runtime import percentile
 from seerrperf.testing import FakeTmdb
 
-RESULTS = Path(__file__).parent / "results" / "bench_tmdb.json"
 KEY = "bench-key"
 LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32)
 
@@ -66,11 +65,6 @@ async def drive(trace: list[int], lookup: Lookup, concurrency: int) -> tuple[flo
     return time.perf_counter() - start, latencies
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     trace = zipf_trace(args.lookups, args.ids)
     fake = FakeTmdb(api_key=KEY, latency=args.latency)
@@ -85,8 +79,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "name": name,
                     "upstream_calls": fake.stats().total_requests,
                     "throughput_per_s": len(trace) / elapsed,
-                    "p50_ms": percentile(latencies, 0.50),
-                    "p99_ms": percentile(latencies, 0.99),
+                    "p50_ms": percentile(latencies, 50),
+                    "p99_ms": percentile(latencies, 99),
                 }
             )
             print(f"  {name}: done in {elapsed:.1f} s", flush=True)
@@ -175,19 +169,7 @@ def main() -> None:
         f"limiter: {lim['requests']} distinct requests at max_rps={lim['max_rps']}: "
         f"{lim['observed_rps']:.1f} requests/s upstream"
     )
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "tmdb",
-                "machine": {"python": platform.python_version(), "platform": platform.platform()},
-                "params": vars(args),
-                **result,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    write_result("bench_tmdb", {"params": vars(args), **result})
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ baseline measured in the same run.
 from __future__ import annotations
 
 import json
-import os
-import platform
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,9 +17,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
-DOCS = ROOT / "docs"
+from _common import RESULTS, describe, machine
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 IMAGES = DOCS / "img"
 
 
@@ -254,10 +252,10 @@ def main() -> None:
         "Every figure is a ratio against a baseline measured side by side in the same run "
         "on the same machine; absolute numbers depend on the machine and are in "
         "`benchmarks/results/*.json`. Regenerate this page with `make bench` "
-        "(it runs every `benchmarks/bench_*.py`, then `benchmarks/render.py`).",
+        "(it runs every `benchmarks/bench_*.py`, then `benchmarks/render.py`; "
+        "`make bench BENCH=benchmarks/bench_pool.py` runs one).",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {platform.system()}.",
+        f"Machine: {describe(machine())}.",
     ]
     for name, render in RENDERERS.items():
         path = RESULTS / f"{name}.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from importlib.metadata import PackageNotFoundError, version
 
 from ._batch import BatchLoader, BatchLoaderStats, batch_fetch
@@ -48,6 +49,10 @@ try:
     __version__ = version("seerrperf")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
+
+# The library convention: silent unless the application configures logging
+# (otherwise warnings reach stderr through Python's last-resort handler).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AsyncLock",

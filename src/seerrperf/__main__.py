@@ -1,4 +1,7 @@
-"""Command line: ``python -m seerrperf {health,demo}``."""
+"""Command line: ``python -m seerrperf health``.
+
+The demo is not part of the package: run it from a checkout with ``make demo``.
+"""
 
 from __future__ import annotations
 
@@ -24,13 +27,6 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if report.status_code == 200 else 1
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from ._demo import run_demo
-
-    tasks = args.tasks or (50 if args.quick else 200)
-    return run_demo(dsn=args.dsn, tasks=tasks, quick=args.quick)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="python -m seerrperf")
@@ -42,16 +38,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     health.add_argument("--dsn", help="PostgreSQL DSN (default: $DATABASE_URL)")
     health.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
     health.set_defaults(run=_health)
-
-    demo = sub.add_parser(
-        "demo", help="run the example app, naive vs seerrperf, and measure the patterns"
-    )
-    demo.add_argument("--dsn", help="use this server instead of an embedded one")
-    demo.add_argument(
-        "--tasks", type=int, help="concurrent requests, pool section (default 200, quick 50)"
-    )
-    demo.add_argument("--quick", action="store_true", help="a short run (seconds), for CI")
-    demo.set_defaults(run=_demo)
 
     args = parser.parse_args(argv)
     try:

@@ -1,13 +1,18 @@
-"""The demo runs end to end (short mode) and its numbers keep their invariants."""
+"""The demo (examples/demo) runs end to end (short mode) and its numbers keep their invariants."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import sys
 
 import anyio
+import pytest
 
-from seerrperf._demo import pool_comparison, run_demo
-from seerrperf._demo_app import LoadPlan, compare_builds, load_media_app
+from demo.__main__ import main as demo_main
+from demo.builds import compare_builds, load_media_app
+from demo.load import LoadPlan
+from demo.run import run_demo
+from demo.workload import pool_comparison
+from seerrperf.__main__ import main as seerrperf_main
 
 
 def test_demo_quick_runs_and_passes(postgres_dsn: str) -> None:
@@ -36,8 +41,9 @@ def test_seerrperf_build_beats_the_naive_build_on_the_invariants(postgres_dsn: s
     assert naive.cache_hit_rate is None
 
 
-def test_demo_explains_a_missing_example_app(tmp_path: Path) -> None:
-    message = load_media_app(roots=[tmp_path])
+def test_demo_explains_a_missing_example_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "media_app", None)  # makes the import fail
+    message = load_media_app()
     assert isinstance(message, str)
     assert "examples/media_app was not found" in message
 
@@ -48,3 +54,17 @@ def test_pool_uses_fewer_server_connections_than_connect_per_request(postgres_ds
     assert naive.server_connections == 60
     assert ours.server_connections <= 20
     assert default.server_connections <= 4
+
+
+def test_demo_command_line_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        demo_main(["--help"])
+    assert exit_info.value.code == 0
+    assert "usage: python -m demo" in capsys.readouterr().out
+
+
+def test_the_demo_is_no_longer_a_seerrperf_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        seerrperf_main(["demo"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'demo'" in capsys.readouterr().err
