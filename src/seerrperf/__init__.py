@@ -9,6 +9,7 @@ from ._cache import CachedFunction, CacheManager, CacheStats, NamedCache, cached
 from ._errors import (
     CacheLoadAbortedError,
     ConfigurationError,
+    HeaderParseError,
     LockTimeout,
     SeerrperfError,
     TmdbAuthError,
@@ -59,6 +60,7 @@ __all__ = [
     "CacheStats",
     "CachedFunction",
     "ConfigurationError",
+    "HeaderParseError",
     "HealthReport",
     "HealthResult",
     "LockStatistics",
