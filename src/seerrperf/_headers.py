@@ -380,7 +380,10 @@ def _read_known(directive: str, name: str, raw: str | None, problems: list[str])
             got = "no value" if raw is None else _validate.shown(raw)
             problems.append(f"{directive} needs whole seconds, got {got} ({_reading(name)})")
             return 0
-        return min(int(raw), MAX_SECONDS)
+        digits = raw.lstrip("0") or "0"
+        if len(digits) > len(str(MAX_SECONDS)):  # int() refuses over 4300 digits
+            return MAX_SECONDS
+        return min(int(digits), MAX_SECONDS)
     if raw is not None and name not in _QUALIFIABLE:
         problems.append(f"{directive} takes no value ({_reading(name)})")
         return _invalid(name)

@@ -93,6 +93,9 @@ def test_parse_keeps_unknown_directives_and_reads_qualified_forms_strictly() -> 
 
 def test_parse_clamps_huge_seconds_like_rfc_9111() -> None:
     assert CacheControl.parse("max-age=99999999999999", strict=True).max_age == 2**31
+    # Longer than int() converts (4300 digits): still clamped, never a ValueError.
+    assert CacheControl.parse("max-age=" + "9" * 5000).max_age == 2**31
+    assert CacheControl.parse("max-age=" + "0" * 5000 + "60", strict=True).max_age == 60
 
 
 def test_extension_values_are_quoted_when_not_tokens() -> None:
