@@ -205,14 +205,16 @@ async def test_unhashable_items_are_called_separately() -> None:
         calls.append(item)
         return sum(item)
 
-    assert await batch_fetch(fetch, [[1, 2], [1, 2], [3]]) == [3, 3, 3]
+    with anyio.fail_after(DEADLINE):
+        assert await batch_fetch(fetch, [[1, 2], [1, 2], [3]]) == [3, 3, 3]
     assert len(calls) == 3
 
 
 @pytest.mark.anyio
 async def test_empty_input_calls_nothing() -> None:
     probe = Probe()
-    assert await batch_fetch(probe, []) == []
+    with anyio.fail_after(DEADLINE):
+        assert await batch_fetch(probe, []) == []
     assert not probe.calls
 
 
@@ -234,7 +236,7 @@ async def test_failures_are_logged_at_debug_with_index_but_without_message(
             raise RuntimeError(f"GET /movie/7?api_key={SENTINEL} failed")
         return item
 
-    with caplog.at_level(logging.DEBUG, logger="seerrperf.batch"):
+    with caplog.at_level(logging.DEBUG, logger="seerrperf.batch"), anyio.fail_after(DEADLINE):
         assert await batch_fetch(fetch, [5, 6, 7]) == [5, 6, None]
     [record] = caplog.records
     assert record.levelno == logging.DEBUG
@@ -288,14 +290,14 @@ def test_start_spacer_reserves_evenly_spaced_slots_and_saves_no_burst() -> None:
 @pytest.mark.anyio
 async def test_batch_fetch_rejects_bad_arguments(kwargs: dict[str, Any], names: str) -> None:
     probe = Probe()
-    with pytest.raises(ConfigurationError, match=names):
+    with pytest.raises(ConfigurationError, match=names), anyio.fail_after(DEADLINE):
         await batch_fetch(probe, [1], **kwargs)
     assert not probe.calls
 
 
 @pytest.mark.anyio
 async def test_batch_fetch_rejects_a_non_callable() -> None:
-    with pytest.raises(ConfigurationError, match="fn"):
+    with pytest.raises(ConfigurationError, match="fn"), anyio.fail_after(DEADLINE):
         await batch_fetch(42, [1])  # type: ignore[call-overload]
 
 
@@ -303,19 +305,33 @@ async def test_batch_fetch_rejects_a_non_callable() -> None:
 
 
 class Store:
-    """A ``load_many`` recording its calls: even keys exist, a key in ``poison`` fails its batch."""
+    """A ``load_many`` recording its calls: even keys exist, a key in ``poison`` fails its batch.
+
+    Keys other than ints (see :class:`Hostile`) are never found.
+    """
 
     def __init__(self, poison: set[int] | None = None, yields: int = 0) -> None:
-        self.calls: list[list[int]] = []
+        self.calls: list[list[Any]] = []
         self.poison = poison or set()
         self.yields = yields
 
-    async def __call__(self, keys: list[int]) -> dict[int, int]:
+    async def __call__(self, keys: list[Any]) -> dict[int, int]:
         self.calls.append(list(keys))
+        ints = [k for k in keys if isinstance(k, int)]
         await checkpoints(self.yields)
-        if self.poison & set(keys):
-            raise LookupError(f"batch {keys} failed")
-        return {k: k * 10 for k in keys if k % 2 == 0}
+        if self.poison & set(ints):
+            raise LookupError(f"batch {ints} failed")
+        return {k: k * 10 for k in ints if k % 2 == 0}
+
+
+class Hostile:
+    """A hashable key whose equality check raises: two of them collide in any dict."""
+
+    def __hash__(self) -> int:
+        return 1_000_003
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("hostile __eq__")
 
 
 async def load_concurrently(loader: BatchLoader[int, int], keys: list[int]) -> list[Any]:
@@ -549,8 +565,145 @@ async def test_a_non_mapping_result_is_a_type_error_for_every_waiter() -> None:
         return [k * 2 for k in keys]
 
     loader = BatchLoader(load_many)
-    with pytest.raises(TypeError, match="mapping"):
+    with pytest.raises(TypeError, match="mapping"), anyio.fail_after(DEADLINE):
         await loader.load(1)
+
+
+# --- BatchLoader: bad keys ------------------------------------------------------
+
+
+@BOTH
+@pytest.mark.anyio
+async def test_an_unhashable_key_fails_only_its_caller_and_the_loader_keeps_working() -> None:
+    store = Store()
+    loader: BatchLoader[Any, int] = BatchLoader(store)
+    got: dict[str, Any] = {}
+
+    async def bad() -> None:
+        with pytest.raises(ConfigurationError, match="key 1 is list") as info:
+            await loader.load_many([2, [4]])
+        got["bad"] = info.value
+
+    async def good() -> None:
+        got["good"] = await loader.load(6)
+
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bad)
+            tg.start_soon(good)
+        assert got["good"] == 60
+        assert store.calls == [[6]]  # nothing of the bad call was queued
+        with pytest.raises(ConfigurationError, match="hashable"):
+            await loader.load({"id": 1})
+        assert await loader.load(2) == 20  # the issue: this used to hang forever
+        assert await loader.load_many([2, 3]) == [20, None]
+    assert store.calls == [[6], [2], [2, 3]]
+    assert isinstance(got["bad"], ConfigurationError)
+
+
+@BOTH
+@pytest.mark.anyio
+async def test_a_key_whose_equality_raises_leaves_no_batch_or_waiter_behind() -> None:
+    store = Store()
+    loader: BatchLoader[Any, int] = BatchLoader(store)
+    first, second = Hostile(), Hostile()
+    with anyio.fail_after(DEADLINE):
+        with pytest.raises(RuntimeError, match="hostile"):
+            await loader.load_many([4, first, second])  # second collides with first
+        # What was queued before the failure was still sent, not left open.
+        assert store.calls == [[4, first]]
+        assert await loader.load_many([4, 5, first]) == [40, None, None]
+    assert store.calls[-1] == [4, 5, first]
+    assert loader.stats() == BatchLoaderStats(batches=2, keys_loaded=5, largest_batch=3)
+
+
+@BOTH
+@pytest.mark.anyio
+@settings(max_examples=150, deadline=None)
+@given(
+    callers=st.lists(
+        st.tuples(
+            st.lists(st.integers(0, 20) | st.sampled_from(["unhashable", "hostile"]), max_size=4),
+            st.none() | st.integers(0, 6),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    max_batch_size=st.integers(1, 5),
+    poison=st.sets(st.integers(0, 20), max_size=3),
+    yields=st.integers(0, 3),
+)
+async def test_loader_survives_bad_keys_failures_and_cancellation_at_any_point(
+    callers: list[tuple[list[int | str], int | None]],
+    max_batch_size: int,
+    poison: set[int],
+    yields: int,
+) -> None:
+    store = Store(poison, yields)
+    loader: BatchLoader[Any, int] = BatchLoader(store, max_batch_size=max_batch_size)
+    requests: list[list[Any]] = [
+        [[k] if k == "unhashable" else Hostile() if k == "hostile" else k for k in kinds]
+        for kinds, _ in callers
+    ]
+    outcomes: dict[int, Any] = {}
+    before = task_ids()
+
+    async def cancel_in(scope: anyio.CancelScope, n: int) -> None:
+        await checkpoints(n)
+        scope.cancel()
+
+    async def caller(i: int, cancel_after: int | None) -> None:
+        with anyio.CancelScope() as scope:
+            if cancel_after is not None:
+                tg.start_soon(cancel_in, scope, cancel_after)
+            try:
+                outcomes[i] = await loader.load_many(requests[i])
+            except (ConfigurationError, LookupError, RuntimeError) as exc:
+                outcomes[i] = exc
+
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            for i, (_, cancel_after) in enumerate(callers):
+                tg.start_soon(caller, i, cancel_after)
+
+    queued = [k for call in store.calls for k in call]
+    ints_queued = [k for k in queued if isinstance(k, int)]
+    assert len(ints_queued) == len(set(ints_queued))  # each key loaded once, however it went
+    assert len(queued) == len({id(k) if isinstance(k, Hostile) else k for k in queued})
+    assert len(store.calls) == math.ceil(len(queued) / max_batch_size)  # all in one turn
+    call_of = {id(k) if isinstance(k, Hostile) else k: call for call in store.calls for k in call}
+    for i, ((kinds, cancel_after), keys) in enumerate(zip(callers, requests, strict=True)):
+        if "unhashable" in kinds:
+            # Refused before anything is queued, whatever else happens.
+            assert isinstance(outcomes[i], ConfigurationError)
+            assert "list" in str(outcomes[i])
+            continue
+        if cancel_after is None:
+            assert i in outcomes
+        if i not in outcomes:
+            continue
+        outcome = outcomes[i]
+        if isinstance(outcome, RuntimeError):
+            assert "hostile" in kinds
+            continue
+        calls = [call_of[id(k) if isinstance(k, Hostile) else k] for k in keys]
+        if any(poison & {k for k in call if isinstance(k, int)} for call in calls):
+            assert isinstance(outcome, LookupError)
+        else:
+            expected = [k * 10 if isinstance(k, int) and k % 2 == 0 else None for k in keys]
+            assert outcome == expected
+    # Keys only a refused caller asked for were never loaded.
+    refused = {k for kinds, _ in callers if "unhashable" in kinds for k in kinds}
+    others = {k for kinds, _ in callers if "unhashable" not in kinds for k in kinds}
+    assert not (set(ints_queued) & (refused - others))
+    assert task_ids() == before
+    # Nothing is left half-queued: every key loads afresh, in new batches only.
+    final = sorted((set(ints_queued) - poison) | {100, 101})
+    sent = len(store.calls)
+    with anyio.fail_after(DEADLINE):
+        assert await loader.load_many(final) == [k * 10 if k % 2 == 0 else None for k in final]
+    assert sorted(k for call in store.calls[sent:] for k in call) == final
+    assert len(store.calls) - sent == math.ceil(len(final) / max_batch_size)
 
 
 @pytest.mark.parametrize(
@@ -645,5 +798,8 @@ async def test_a_sync_function_is_refused_not_turned_into_nones() -> None:
     def not_async(item: int) -> int:
         return item
 
-    with pytest.raises(ConfigurationError, match="returned int, not an awaitable"):
+    with (
+        pytest.raises(ConfigurationError, match="returned int, not an awaitable"),
+        anyio.fail_after(DEADLINE),
+    ):
         await batch_fetch(not_async, [1, 2, 3])  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ EXPECTED = {
     "CacheStats",
     "CachedFunction",
     "ConfigurationError",
+    "HeaderParseError",
     "HealthReport",
     "HealthResult",
     "LockStatistics",
@@ -98,3 +99,9 @@ def test_version_comes_from_metadata() -> None:
 def test_configuration_error_is_a_value_error() -> None:
     assert issubclass(seerrperf.ConfigurationError, ValueError)
     assert issubclass(seerrperf.ConfigurationError, seerrperf.SeerrperfError)
+
+
+def test_header_parse_error_is_a_value_error_but_not_a_configuration_error() -> None:
+    assert issubclass(seerrperf.HeaderParseError, ValueError)
+    assert issubclass(seerrperf.HeaderParseError, seerrperf.SeerrperfError)
+    assert not issubclass(seerrperf.HeaderParseError, seerrperf.ConfigurationError)

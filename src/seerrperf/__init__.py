@@ -10,6 +10,7 @@ from ._cache import CachedFunction, CacheManager, CacheStats, NamedCache, cached
 from ._errors import (
     CacheLoadAbortedError,
     ConfigurationError,
+    HeaderParseError,
     LockTimeout,
     SeerrperfError,
     TmdbAuthError,
@@ -64,6 +65,7 @@ __all__ = [
     "CacheStats",
     "CachedFunction",
     "ConfigurationError",
+    "HeaderParseError",
     "HealthReport",
     "HealthResult",
     "LockStatistics",

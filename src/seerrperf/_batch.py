@@ -210,10 +210,11 @@ class BatchLoaderStats:
 class _Batch(Generic[K, V]):
     """Keys collected for one ``load_many`` call and, later, its outcome."""
 
-    __slots__ = ("done", "error", "found", "full", "keys", "traceback")
+    __slots__ = ("done", "error", "found", "full", "keys", "sent", "traceback")
 
     def __init__(self) -> None:
         self.keys: list[K] = []
+        self.sent = False  # once True, no key may join it
         self.full = anyio.Event()  # max_batch_size reached: no need to wait out the window
         self.done = anyio.Event()
         self.found: Mapping[K, V] = {}
@@ -248,6 +249,12 @@ class BatchLoader(Generic[K, V]):
 
     Nothing is cached: a key requested after its batch was sent goes into a
     new batch. Create one loader per request to keep it that way.
+
+    Keys must be hashable. A call with an unhashable key raises
+    ``ConfigurationError`` before queuing anything, so only that call fails;
+    if a key's ``__eq__`` or ``__hash__`` raises, the call raises it after
+    sending the batches it opened. Either way the loader keeps working for
+    every other key and call.
 
     Cancellation: the first caller of a batch sends it, inside a shielded
     cancel scope, while the others wait for it. Cancelling any caller never
@@ -302,6 +309,7 @@ class BatchLoader(Generic[K, V]):
             The key's value, or ``None`` when ``load_many`` did not return it.
 
         Raises:
+            ConfigurationError: ``key`` is not hashable (nothing is queued).
             Exception: whatever ``load_many`` raised for this key's batch.
         """
         return (await self.load_many((key,)))[0]
@@ -313,19 +321,38 @@ class BatchLoader(Generic[K, V]):
             One value per key, in order (``None`` for a key not found).
 
         Raises:
+            ConfigurationError: A key is not hashable; the message gives its
+                position and type. Nothing of this call is queued, and other
+                callers are unaffected.
             Exception: whatever ``load_many`` raised for a batch holding one
                 of these keys.
         """
         wanted = list(keys)
+        for index, key in enumerate(wanted):
+            try:
+                hash(key)
+            except TypeError:
+                raise ConfigurationError(
+                    f"BatchLoader keys must be hashable: key {index} is "
+                    f"{type(key).__name__}, which is not"
+                ) from None
         mine: list[_Batch[K, V]] = []
+        batches: list[_Batch[K, V]] = []
+        failure: Exception | None = None
         # No await from here until the shield: keys are queued and the
         # batches this caller opened are sent even if it is cancelled.
-        batches = [self._enqueue(key, mine) for key in wanted]
+        try:
+            for key in wanted:
+                batches.append(self._enqueue(key, mine))
+        except Exception as exc:  # a key's __eq__ or __hash__ failed: still send what is queued
+            failure = exc
         if mine:
             with anyio.CancelScope(shield=True):
                 async with anyio.create_task_group() as tg:
                     for batch in mine:
                         tg.start_soon(self._send, batch)
+        if failure is not None:
+            raise failure
         for batch in dict.fromkeys(batches):
             await batch.done.wait()
         return [batch.result(key) for key, batch in zip(wanted, batches, strict=True)]
@@ -335,16 +362,20 @@ class BatchLoader(Generic[K, V]):
         return BatchLoaderStats(self._batches, self._keys_loaded, self._largest_batch)
 
     def _enqueue(self, key: K, opened: list[_Batch[K, V]]) -> _Batch[K, V]:
-        """Return the batch that will load ``key``; add batches opened here to ``opened``."""
+        """Return the batch that will load ``key``; add batches opened here to ``opened``.
+
+        Either queues ``key`` completely or, when the key's hash or equality
+        raises, changes nothing.
+        """
         batch = self._collecting.get(key)
-        if batch is not None:
+        if batch is not None and not batch.sent:
             return batch
-        batch = self._open
-        if batch is None:
-            batch = self._open = _Batch()
-            opened.append(batch)
+        batch = self._open or _Batch()
+        self._collecting[key] = batch  # the only step that can raise
         batch.keys.append(key)
-        self._collecting[key] = batch
+        if batch is not self._open:
+            self._open = batch
+            opened.append(batch)
         if len(batch.keys) == self._max_batch_size:
             self._open = None
             batch.full.set()
@@ -352,19 +383,23 @@ class BatchLoader(Generic[K, V]):
 
     async def _send(self, batch: _Batch[K, V]) -> None:
         """Wait for the batch to fill up, then call ``load_many``; never raises."""
-        if self._batch_window > 0:
-            with anyio.move_on_after(self._batch_window):
-                await batch.full.wait()
-        else:
-            await anyio.lowlevel.checkpoint()  # let this turn's other tasks add keys
-        if self._open is batch:
-            self._open = None
-        for key in batch.keys:
-            del self._collecting[key]
-        self._batches += 1
-        self._keys_loaded += len(batch.keys)
-        self._largest_batch = max(self._largest_batch, len(batch.keys))
         try:
+            if self._batch_window > 0:
+                with anyio.move_on_after(self._batch_window):
+                    await batch.full.wait()
+            else:
+                await anyio.lowlevel.checkpoint()  # let this turn's other tasks add keys
+            batch.sent = True
+            if self._open is batch:
+                self._open = None
+            for key in batch.keys:
+                # A key whose hash or equality fails may be left behind: it
+                # points to a sent batch, which _enqueue ignores.
+                with contextlib.suppress(Exception):
+                    self._collecting.pop(key, None)
+            self._batches += 1
+            self._keys_loaded += len(batch.keys)
+            self._largest_batch = max(self._largest_batch, len(batch.keys))
             found = await self._load_many(batch.keys)
             if not isinstance(found, Mapping):
                 raise TypeError(
@@ -374,4 +409,7 @@ class BatchLoader(Generic[K, V]):
         except BaseException as exc:  # every waiter re-raises it, including the sender
             batch.error, batch.traceback = exc, exc.__traceback__
         finally:
+            batch.sent = True
+            if self._open is batch:
+                self._open = None
             batch.done.set()

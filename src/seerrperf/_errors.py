@@ -4,6 +4,7 @@
 
     SeerrperfError
      +-- ConfigurationError (also ValueError)   a bad argument or setting, named
+     +-- HeaderParseError (also ValueError)     a peer's header refused by a strict parser
      +-- LockTimeout (also TimeoutError)        a lock not acquired in time
      +-- CacheLoadAbortedError                  a shared cache load ended without a result
      +-- TmdbError                              TMDB gave no usable answer (.status, .path)
@@ -31,6 +32,7 @@ __all__ = [
     "ConfigurationError",
     "EmbeddedPostgresError",
     "EmbeddedRedisError",
+    "HeaderParseError",
     "LockTimeout",
     "SeerrperfError",
     "TmdbAuthError",
@@ -48,6 +50,17 @@ class SeerrperfError(Exception):
 
 class ConfigurationError(SeerrperfError, ValueError):
     """A setting or argument is invalid; the message names which one and why."""
+
+
+class HeaderParseError(SeerrperfError, ValueError):
+    """A peer's header breaks its grammar, and strict parsing was asked for.
+
+    Raised only by ``CacheControl.parse(value, strict=True)``; the default,
+    lenient reading never raises for what a peer sends. Not a
+    :class:`ConfigurationError`: the input came from a peer, not from our
+    configuration. The message names the problems, with the value shown
+    escaped and shortened.
+    """
 
 
 class LockTimeout(SeerrperfError, TimeoutError):

@@ -7,6 +7,10 @@ same logic serves every framework: Starlette/FastAPI through
 Standards: RFC 9111 (Cache-Control), RFC 5861 (stale-while-revalidate,
 stale-if-error), RFC 8246 (immutable), RFC 9110 (ETag, HTTP-date,
 If-None-Match, If-Modified-Since).
+
+What we build is validated strictly (``ConfigurationError``); what a peer
+sends is read leniently, as RFC 9111 4.2.1 asks of recipients, and never
+raises unless strict parsing is asked for (``HeaderParseError``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass, fields
 from typing import Any, TypedDict, Unpack
 
 from . import _validate
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, HeaderParseError
 
 __all__ = [
     "CacheControl",
@@ -49,13 +53,19 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Printable ASCII except '"', ',' and '\': nothing that could end the value,
 # start another directive or another header line.
 _SAFE_VALUE = re.compile(r"[ !#-+\--\[\]-~]*")
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _DIGITS = re.compile(r"[0-9]+")
-_ELEMENT = re.compile(
-    r"(?P<name>[^=\s]+)[ \t]*(?:=[ \t]*(?:\"(?P<quoted>(?:[^\"\\]|\\.)*)\"|(?P<bare>[^\s\"]*)))?"
+# RFC 9110 5.6.4 quoted-string: qdtext or quoted-pair, obs-text included.
+_QUOTED = r'"(?P<quoted>(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*)"'
+# RFC 9111 5.2: token [ "=" ( token / quoted-string ) ], no space around "=".
+_DIRECTIVE = re.compile(
+    rf"(?P<name>{_TOKEN.pattern})(?:=(?:(?P<bare>{_TOKEN.pattern})|{_QUOTED}))?"
 )
+# RFC 9110 5.5: a recipient replaces CR, LF and NUL in a field value with SP.
+_DANGEROUS = re.compile(r"[\r\n\x00]")
+# Directives that only ever allow more caching: an invalid one is ignored.
+_LOOSENING = frozenset({"public", "immutable"})
 _ENTITY_TAG = re.compile(r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"')
-_IF_NONE_MATCH_MEMBER = re.compile(r'\*|(?:W/)?"[^"]*"')
+_SHOWN_PROBLEMS = 3
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -106,6 +116,9 @@ class CacheControl:
             ``value`` is ``None`` for a bare directive. Names are lower-case
             tokens; values are printable ASCII without ``"``, ``,`` or ``\\``.
 
+    Building one from our own arguments is strict; :meth:`parse` reads a
+    peer's header leniently into the most restrictive valid instance.
+
     Raises:
         ConfigurationError: Seconds that are not integers in
             ``0..2147483648``; ``public`` with ``private``; ``no_store`` with
@@ -140,21 +153,9 @@ class CacheControl:
                     _validate.whole_seconds(name, value, maximum=MAX_SECONDS)
             else:
                 _validate.flag(name, value)
-        if self.public and self.private:
-            raise ConfigurationError("public and private cannot be combined")
-        if self.no_store:
-            for name in _STORING:
-                value = getattr(self, name)
-                if value is not None and value is not False:
-                    raise ConfigurationError(
-                        f"no_store cannot be combined with {name}: nothing may be stored"
-                    )
-        if self.private and self.s_maxage is not None:
-            raise ConfigurationError(
-                "private cannot be combined with s_maxage: s-maxage is for shared caches"
-            )
-        if self.immutable and not self.max_age:
-            raise ConfigurationError("immutable needs a positive max_age")
+        conflict = _first_conflict({name: getattr(self, name) for name in _FIELDS.values()})
+        if conflict is not None:
+            raise ConfigurationError(conflict[0])
         _check_extensions(self.extensions)
 
     def to_header(self) -> str:
@@ -184,50 +185,89 @@ class CacheControl:
         return self.to_header()
 
     @classmethod
-    def parse(cls, value: str) -> CacheControl:
-        """Read a Cache-Control header value.
+    def parse(cls, value: str, *, strict: bool = False) -> CacheControl:
+        """Read a Cache-Control header value sent by a peer (an upstream, a CDN).
 
-        Directive names are case-insensitive; spaces around ``,`` and ``=`` and
-        quoted numbers (``max-age="60"``) are accepted; unknown directives are
-        kept in ``extensions``. The first of duplicate directives wins
-        (RFC 9111 4.2.1). Qualified ``no-cache="Set-Cookie"`` and
-        ``private="..."`` are read as plain ``no_cache`` / ``private``, the
-        stricter meaning. Seconds above 2147483648 are read as 2147483648
-        (RFC 9111 1.2.2).
+        By default the reading is lenient, as RFC 9111 4.2.1 and 5.2 ask of
+        recipients, and never raises: whatever a peer sends gives the most
+        restrictive meaning a cache could take from it.
+
+        - Names are case-insensitive; arguments may be tokens or quoted
+          strings (``max-age="60"``); empty list members are skipped.
+        - Conflicts keep the more restrictive directive: ``public, private``
+          reads as ``private``; ``no-store`` drops ``max-age``, ``s-maxage``,
+          ``stale-*`` and ``immutable``; ``private`` drops ``s-maxage``;
+          ``immutable`` without a positive ``max-age`` is dropped.
+        - An invalid ``max-age``, ``s-maxage`` or ``stale-*`` argument
+          (missing, not digits, spaces around ``=``) and the same directive
+          repeated with different arguments read as ``0``: the response is
+          stale. Seconds above 2147483648 read as 2147483648 (RFC 9111 1.2.2).
+        - A flag given an argument (``no-store=1``) or malformed counts when
+          it restricts caching and is ignored when it allows more
+          (``public``, ``immutable``). The qualified ``no-cache="Set-Cookie"``
+          and ``private="..."`` read as plain ``no_cache`` / ``private``.
+        - Unknown directives are kept in ``extensions`` (names lower-cased,
+          the first of duplicates) when their value is printable ASCII without
+          ``,``, ``"`` or ``\\``; others are ignored, as RFC 9111 5.2 allows,
+          so a proxy that re-emits the result cannot pass on an injection.
+        - CR, LF and NUL are read as spaces (RFC 9110 5.5); a malformed
+          member (``public; max-age=60``) or an unterminated quoted string
+          counts as described above for its leading name, if it has one.
 
         Args:
-            value: The header value, e.g. ``"public, max-age=60"``.
+            value: The header value, e.g. ``"public, max-age=60"``; join
+                several header lines with ``", "``.
+            strict: Raise instead of resolving: for values we check
+                ourselves (tests, configuration read from a file).
 
         Returns:
-            The directives as a validated :class:`CacheControl`.
+            The directives as a validated :class:`CacheControl`;
+            ``CacheControl.parse(str(cc)) == cc`` for every ``cc``.
 
         Raises:
-            ConfigurationError: The value is malformed (a control character,
-                an unterminated quote, a bad number, a value on a directive
-                that takes none) or breaks a rule listed on the class.
+            HeaderParseError: Only with ``strict=True``: the value breaks the
+                grammar or needed one of the resolutions above (clamping
+                huge seconds is not counted). The message names the problems.
+            ConfigurationError: ``value`` is not a ``str`` or ``strict`` not a
+                ``bool`` (programming errors, never the peer's).
         """
-        if _CONTROL.search(value):
-            raise ConfigurationError("Cache-Control value contains a control character (CR/LF?)")
-        known: dict[str, bool | int] = {}
-        extensions: dict[str, str | None] = {}
-        for element in _split_list(value):
-            match = _ELEMENT.fullmatch(element)
-            if match is None or not _TOKEN.fullmatch(match["name"]):
-                raise ConfigurationError(f"malformed Cache-Control directive {element!r}")
-            directive = match["name"].lower()
-            raw = match["bare"]
-            if match["quoted"] is not None:
-                raw = re.sub(r"\\(.)", r"\1", match["quoted"])
-            name = _FIELDS.get(directive)
-            if name is None:
-                extensions.setdefault(directive, raw)
-            elif name not in known:
-                known[name] = _parse_known(directive, name, raw)
-        return cls(**known, extensions=tuple(extensions.items()))  # type: ignore[arg-type]
+        _validate.instance("value", value, str, "a str")
+        _validate.flag("strict", strict)
+        known, extensions, problems = _read_cache_control(value)
+        if strict and problems:
+            listed = "; ".join(problems[:_SHOWN_PROBLEMS])
+            more = len(problems) - _SHOWN_PROBLEMS
+            raise HeaderParseError(
+                f"Cache-Control {_validate.shown(value)} is not valid: {listed}"
+                + (f"; and {more} more" if more > 0 else "")
+            )
+        return cls(**known, extensions=extensions)  # type: ignore[arg-type]
 
 
 # Header directive -> field name, in canonical order: "max-age" -> "max_age".
 _FIELDS = {f.name.replace("_", "-"): f.name for f in fields(CacheControl) if f.name != "extensions"}
+
+
+def _first_conflict(values: Mapping[str, object]) -> tuple[str, str] | None:
+    """The first combination rule ``values`` break: ``(message, field to drop)``.
+
+    The field to drop is the less restrictive one, so dropping it resolves
+    the conflict the way RFC 9111 4.2.1 asks of a recipient.
+    """
+    if values["public"] and values["private"]:
+        return "public and private cannot be combined", "public"
+    if values["no_store"]:
+        for name in _STORING:
+            if values[name] is not None and values[name] is not False:
+                return f"no_store cannot be combined with {name}: nothing may be stored", name
+    if values["private"] and values["s_maxage"] is not None:
+        return (
+            "private cannot be combined with s_maxage: s-maxage is for shared caches",
+            "s_maxage",
+        )
+    if values["immutable"] and not values["max_age"]:
+        return "immutable needs a positive max_age", "immutable"
+    return None
 
 
 def _check_extensions(extensions: object) -> None:
@@ -252,18 +292,111 @@ def _check_extensions(extensions: object) -> None:
             )
 
 
-def _parse_known(directive: str, name: str, raw: str | None) -> bool | int:
+def _read_cache_control(
+    value: str,
+) -> tuple[dict[str, bool | int], tuple[tuple[str, str | None], ...], list[str]]:
+    """Read a peer's Cache-Control leniently: ``(fields, extensions, problems)``.
+
+    ``fields`` and ``extensions`` always make a valid :class:`CacheControl`;
+    ``problems`` says what had to be resolved (empty for a clean value).
+    """
+    problems: list[str] = []
+    if _DANGEROUS.search(value):
+        problems.append("CR, LF or NUL in the value")
+        value = _DANGEROUS.sub(" ", value)
+    elements, unterminated = _split_list(value)
+    if unterminated:
+        problems.append("unterminated quoted string")
+    readings: dict[str, list[bool | int]] = {}
+    extensions: dict[str, str | None] = {}
+    for element in elements:
+        match = _DIRECTIVE.fullmatch(element)
+        if match is None:
+            head = _TOKEN.match(element)
+            name = _FIELDS.get(head[0].lower()) if head else None
+            problems.append(f"malformed directive {_validate.shown(element)} ({_reading(name)})")
+            if name is not None:
+                readings.setdefault(name, []).append(_invalid(name))
+            continue
+        directive = match["name"].lower()
+        raw = match["bare"]
+        if match["quoted"] is not None:
+            raw = re.sub(r"\\(.)", r"\1", match["quoted"])
+        name = _FIELDS.get(directive)
+        if name is not None:
+            readings.setdefault(name, []).append(_read_known(directive, name, raw, problems))
+        elif raw is not None and not _SAFE_VALUE.fullmatch(raw):
+            problems.append(f"extension {directive!r} has a value that cannot be kept (ignored)")
+        elif directive not in extensions:
+            extensions[directive] = raw
+        elif extensions[directive] != raw:
+            problems.append(f"extension {directive!r} repeated with another value (first kept)")
+    known: dict[str, bool | int] = {}
+    for name, values in readings.items():
+        if name not in _SECONDS:
+            known[name] = any(values)  # a present restrictive flag counts once
+        elif len(set(values)) == 1:
+            known[name] = values[0]
+        else:  # RFC 9111 4.2.1: conflicting freshness reads as stale
+            problems.append(f"{_directive(name)} repeated with different values (read as 0)")
+            known[name] = 0
+    current: dict[str, object] = {name: _unset(name) for name in _FIELDS.values()}
+    current.update(known)
+    while (conflict := _first_conflict(current)) is not None:
+        message, drop = conflict
+        problems.append(f"{message} ({_directive(drop)} ignored)")
+        current[drop] = _unset(drop)
+        del known[drop]
+    return known, tuple(extensions.items()), problems
+
+
+def _unset(name: str) -> bool | None:
+    return None if name in _SECONDS else False
+
+
+def _directive(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _reading(name: str | None) -> str:
+    """How an unusable directive was read, for a problem's message."""
+    if name is None:
+        return "ignored"
+    if name in _SECONDS:
+        return "read as 0"
+    return "counted" if _invalid(name) else "ignored"
+
+
+def _invalid(name: str) -> bool | int:
+    """How a known directive with an unusable argument reads: restrictive, or not at all."""
+    if name in _SECONDS:
+        return 0  # RFC 9111 4.2.1: invalid freshness information means stale
+    return name not in _LOOSENING
+
+
+def _read_known(directive: str, name: str, raw: str | None, problems: list[str]) -> bool | int:
     if name in _SECONDS:
         if raw is None or not _DIGITS.fullmatch(raw):
-            raise ConfigurationError(f"Cache-Control {directive} needs whole seconds, got {raw!r}")
-        return min(int(raw), MAX_SECONDS)
+            got = "no value" if raw is None else _validate.shown(raw)
+            problems.append(f"{directive} needs whole seconds, got {got} ({_reading(name)})")
+            return 0
+        digits = raw.lstrip("0") or "0"
+        if len(digits) > len(str(MAX_SECONDS)):  # int() refuses over 4300 digits
+            return MAX_SECONDS
+        return min(int(digits), MAX_SECONDS)
     if raw is not None and name not in _QUALIFIABLE:
-        raise ConfigurationError(f"Cache-Control {directive} takes no value")
+        problems.append(f"{directive} takes no value ({_reading(name)})")
+        return _invalid(name)
     return True
 
 
-def _split_list(value: str) -> list[str]:
-    """Split a comma-separated header list, keeping commas inside quoted strings."""
+def _split_list(value: str) -> tuple[list[str], bool]:
+    """Split a comma-separated header list, keeping commas inside quoted strings.
+
+    Returns:
+        The trimmed, non-empty members, and whether a quoted string was left
+        open (then the last member runs to the end of the value).
+    """
     elements: list[str] = []
     start, quoted, escaped = 0, False, False
     for index, char in enumerate(value):
@@ -276,10 +409,8 @@ def _split_list(value: str) -> list[str]:
         elif char == "," and not quoted:
             elements.append(value[start:index])
             start = index + 1
-    if quoted:
-        raise ConfigurationError("Cache-Control value has an unterminated quoted string")
     elements.append(value[start:])
-    return [stripped for element in elements if (stripped := element.strip(" \t"))]
+    return [stripped for element in elements if (stripped := element.strip(" \t"))], quoted
 
 
 class _Directives(TypedDict, total=False):
@@ -516,11 +647,15 @@ def is_not_modified(
     """Decide whether a GET or HEAD request can be answered with 304 Not Modified.
 
     Follows RFC 9110 13.2.2: ``If-None-Match`` is evaluated first, with the
-    weak comparison (``W/"1"`` matches ``"1"``), lists and ``*``; when it is
-    present ``If-Modified-Since`` is ignored. Otherwise ``If-Modified-Since``
-    matches when ``last_modified`` (to the second) is not later than it; an
-    invalid date is ignored. Only GET and HEAD may get a 304: other methods
-    need 412 handling, which this function does not do.
+    weak comparison (``W/"1"`` matches ``"1"``) and lists; only a field value
+    that is exactly ``*`` (spaces around it aside) matches any representation.
+    When it is present ``If-Modified-Since`` is ignored. Otherwise
+    ``If-Modified-Since`` matches when ``last_modified`` (to the second) is
+    not later than it. The request's headers come from a peer: they are read
+    leniently and never raise; a malformed list member or an invalid date
+    never matches, so a bad header costs a full answer, never a wrong 304.
+    Only GET and HEAD may get a 304: other methods need 412 handling, which
+    this function does not do.
 
     Args:
         request_headers: The request's headers, any mapping (Starlette's
@@ -534,7 +669,7 @@ def is_not_modified(
 
     Raises:
         ConfigurationError: ``etag`` is not a quoted entity tag, or
-            ``last_modified`` is naive.
+            ``last_modified`` is naive (our arguments, never the request's).
     """
     if etag is not None and not _ENTITY_TAG.fullmatch(etag):
         raise ConfigurationError(
@@ -544,10 +679,13 @@ def is_not_modified(
         raise ConfigurationError("last_modified must be a timezone-aware datetime")
     if_none_match = _request_header(request_headers, "if-none-match")
     if if_none_match is not None:
-        members = _IF_NONE_MATCH_MEMBER.findall(if_none_match)
-        if "*" in members:
+        if if_none_match.strip(" \t") == "*":  # RFC 9110 13.1.2: "*" is the whole value
             return True
-        return etag is not None and any(_opaque(m) == _opaque(etag) for m in members)
+        if etag is None:
+            return False
+        # etag is well-formed, so only a well-formed member can compare equal.
+        members, _ = _split_list(if_none_match)
+        return any(_opaque(member) == _opaque(etag) for member in members)
     if_modified_since = _request_header(request_headers, "if-modified-since")
     if if_modified_since is None or last_modified is None:
         return False

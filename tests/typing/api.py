@@ -19,6 +19,7 @@ from seerrperf import (
     CacheControl,
     CacheManager,
     CacheStats,
+    HeaderParseError,
     HealthReport,
     HealthResult,
     LockStatistics,
@@ -88,6 +89,13 @@ def sync_side() -> None:
     cc = CacheControl(public=True, max_age=60, stale_while_revalidate=600)
     header: str = cc.to_header()
     same: CacheControl = CacheControl.parse(header)
+    try:
+        checked: CacheControl = CacheControl.parse("public, private", strict=True)
+    except HeaderParseError as exc:
+        problem: str = str(exc)
+        del problem
+    else:
+        del checked
     headers: dict[str, str] = {
         **swr_headers(60, 600),
         **immutable_headers(now=dt.datetime.now(dt.UTC)),
