@@ -32,13 +32,18 @@ class Sleeps:
 
 
 class Upstream:
-    """A scripted TMDB: counts requests per path; answers with ``respond``."""
+    """A scripted TMDB: counts requests per path; answers with ``respond``.
+
+    Set ``failing`` to a status (404: the title was deleted, 503: an outage)
+    to answer every request with it instead.
+    """
 
     def __init__(self, respond: Handler | None = None) -> None:
         self.calls: Counter[str] = Counter()
         self.requests: list[httpx.Request] = []
         self.respond = respond or self.movie
         self.gate: anyio.Event | None = None
+        self.failing: int | None = None
 
     @staticmethod
     def movie(request: httpx.Request) -> httpx.Response:
@@ -50,6 +55,8 @@ class Upstream:
         self.requests.append(request)
         if self.gate is not None:
             await self.gate.wait()
+        if self.failing is not None:
+            return httpx.Response(self.failing)
         return self.respond(request)
 
     def http(self) -> httpx.AsyncClient:

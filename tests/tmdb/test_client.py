@@ -179,15 +179,12 @@ async def test_stale_while_revalidate_serves_at_once_and_refreshes_once() -> Non
 
 async def test_outage_serves_stale_inside_the_window_and_fails_outside() -> None:
     clock = FakeClock(1000)
-    up = True
-    upstream = Upstream(
-        lambda r: httpx.Response(200, json={"id": 1}) if up else httpx.Response(503)
-    )
+    upstream = Upstream()
     client = make_client(upstream, clock, max_retries=1)
-    await client.get_movie(1)
-    up = False
+    movie = await client.get_movie(1)
+    upstream.failing = 503
     clock.advance(6 * HOUR + 3 * HOUR + 60)  # past TTL and SWR window, inside stale-if-error
-    assert await client.get_movie(1) == {"id": 1}
+    assert await client.get_movie(1) == movie
     clock.advance(24 * HOUR)  # past stale-if-error
     with pytest.raises(TmdbUnavailable) as info:
         await client.get_movie(1)
@@ -212,13 +209,10 @@ async def test_404_is_remembered_briefly() -> None:
 
 async def test_a_deleted_title_is_not_served_stale() -> None:
     clock = FakeClock(1000)
-    exists = True
-    upstream = Upstream(
-        lambda r: httpx.Response(200, json={"id": 1}) if exists else httpx.Response(404)
-    )
+    upstream = Upstream()
     client = make_client(upstream, clock)
     await client.get_movie(1)
-    exists = False
+    upstream.failing = 404
     clock.advance(6 * HOUR + 3 * HOUR + 60)  # only stale-if-error could serve it now
     with pytest.raises(TmdbNotFound):
         await client.get_movie(1)
@@ -228,15 +222,12 @@ async def test_a_title_deleted_during_a_background_refresh_is_dropped(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     clock = FakeClock(1000)
-    exists = True
-    upstream = Upstream(
-        lambda r: httpx.Response(200, json={"id": 1}) if exists else httpx.Response(404)
-    )
+    upstream = Upstream()
     client = make_client(upstream, clock)
-    await client.get_movie(1)
-    exists = False
+    movie = await client.get_movie(1)
+    upstream.failing = 404
     clock.advance(6 * HOUR + 10)  # stale, inside the stale-while-revalidate window
-    assert await client.get_movie(1) == {"id": 1}  # served stale; the refresh gets 404
+    assert await client.get_movie(1) == movie  # served stale; the refresh gets 404
     await anyio.wait_all_tasks_blocked()
     assert "failed (TmdbNotFound); the entry was removed" in caplog.text
     with pytest.raises(TmdbNotFound):

@@ -139,7 +139,7 @@ def test_a_body_that_is_not_a_json_object_is_a_response_error(body: bytes) -> No
     assert isinstance(decision, Raise)
     assert isinstance(decision.error, TmdbResponseError)
     assert "not a JSON object" in str(decision.error)
-    assert transport.stats().errors == 1
+    assert transport.errors == 1
 
 
 @pytest.mark.parametrize(
@@ -161,7 +161,7 @@ def test_4xx_other_than_429_end_the_get_at_once(status: int, error: type[Excepti
     assert decision.error.status == status
     assert decision.error.path == "/movie/1"
     assert str(decision.error) == f"TMDB /movie/1: HTTP {status}: nope"
-    assert transport.stats().retries == 0
+    assert transport.retries == 0
 
 
 def test_5xx_back_off_exponentially_then_give_up() -> None:
@@ -173,8 +173,7 @@ def test_5xx_back_off_exponentially_then_give_up() -> None:
     assert isinstance(decisions[3], Raise)
     assert isinstance(decisions[3].error, TmdbUnavailable)
     assert decisions[3].error.status == 502
-    stats = transport.stats()
-    assert (stats.upstream_calls, stats.retries, stats.errors) == (4, 3, 1)
+    assert (transport.upstream_calls, transport.retries, transport.errors) == (4, 3, 1)
 
 
 def test_a_429_with_retry_after_pauses_the_throttle_instead_of_sleeping() -> None:
@@ -187,7 +186,7 @@ def test_a_429_with_retry_after_pauses_the_throttle_instead_of_sleeping() -> Non
     assert isinstance(decisions[1], Raise)
     assert isinstance(decisions[1].error, TmdbRateLimited)
     assert transport.throttle.pause_left() == pytest.approx(5.0)  # capped; set on the last too
-    assert transport.stats().rate_limited == 2
+    assert transport.rate_limited == 2
 
 
 def test_a_429_without_retry_after_backs_off() -> None:
@@ -224,7 +223,7 @@ def test_a_closed_transport_refuses_the_next_attempt() -> None:
     transport.closed = True  # as aclose() does while a background refresh still runs
     with pytest.raises(TmdbUnavailable, match="closed"):
         exchange.begin()
-    assert transport.stats().upstream_calls == 0
+    assert transport.upstream_calls == 0
 
 
 @pytest.mark.parametrize(
@@ -254,8 +253,8 @@ def make(upstream: Upstream, sleep: Sleeps | None = None, **kwargs: Any) -> Asyn
     clock = sleep.clock if sleep is not None and sleep.clock is not None else FakeClock(1000)
     kwargs.setdefault("api_key", SENTINEL)
     kwargs.setdefault("access_token", None)
+    kwargs.setdefault("http_client", upstream.http())
     return AsyncTransport(
-        http_client=upstream.http(),
         sleep=sleep or Sleeps(clock),
         clock=clock,
         base_url="https://tmdb.test/3",
@@ -271,8 +270,7 @@ async def test_429_waits_for_retry_after_then_succeeds() -> None:
     transport = make(upstream, sleeps, max_rps=None)
     assert await transport.aget("/movie/5", {}) == {"id": 5}
     assert sleeps.delays == [2.0]
-    stats = transport.stats()
-    assert (stats.rate_limited, stats.retries, stats.upstream_calls) == (1, 1, 2)
+    assert (transport.rate_limited, transport.retries, transport.upstream_calls) == (1, 1, 2)
 
 
 @pytest.mark.anyio
@@ -363,3 +361,23 @@ async def test_a_closed_transport_sends_nothing() -> None:
     with pytest.raises(TmdbUnavailable, match="closed"):
         await transport.aget("/movie/1", {})
     assert upstream.total == 0
+
+
+@pytest.mark.anyio
+async def test_a_request_in_flight_at_close_is_still_masked_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="httpx")
+    upstream = Upstream()
+    upstream.gate = anyio.Event()
+    http = upstream.http()
+    transport = make(upstream, api_key=SENTINEL, http_client=http)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(transport.aget, "/movie/1", {})
+            await anyio.wait_all_tasks_blocked()
+            await transport.aclose()  # the injected client stays open: the request goes on
+            upstream.gate.set()
+    await http.aclose()
+    assert "HTTP Request" in caplog.text
+    assert SENTINEL not in caplog.text

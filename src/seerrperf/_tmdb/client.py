@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, Self, TypeAlias, TypeVar
 
@@ -27,14 +27,14 @@ from seerrperf import _validate
 from seerrperf._batch import batch_fetch
 from seerrperf._cache import NamedCache
 from seerrperf._errors import SeerrperfError, TmdbNotFound
-from seerrperf._runtime import Clock
+from seerrperf._runtime import Clock, percentile
 
 from . import endpoints
 from .endpoints import ApiRequest, Scalar
 from .policy import TtlPolicy, check_language, check_params, check_path, check_region
 from .transport import DEFAULT_BASE_URL, AsyncTransport, BaseTransport
 
-__all__ = ["BaseTmdbClient", "CacheKey", "TmdbClient", "TmdbStats", "cache_key"]
+__all__ = ["BaseTmdbClient", "CacheKey", "CachePlan", "TmdbClient", "TmdbStats", "cache_key"]
 
 DEFAULT_CACHE_SIZE = 10_000
 
@@ -84,19 +84,7 @@ class TmdbStats:
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
-        return {
-            "requests": self.requests,
-            "upstream_calls": self.upstream_calls,
-            "cache_hits": self.cache_hits,
-            "stale_served": self.stale_served,
-            "coalesced": self.coalesced,
-            "not_found_cached": self.not_found_cached,
-            "retries": self.retries,
-            "rate_limited": self.rate_limited,
-            "errors": self.errors,
-            "latency_p50_ms": self.latency_p50_ms,
-            "latency_p95_ms": self.latency_p95_ms,
-        }
+        return asdict(self)
 
 
 # --- the shared base -------------------------------------------------------------------
@@ -191,7 +179,8 @@ class BaseTmdbClient(Generic[_TransportT]):
     def stats(self) -> TmdbStats:
         """Return a snapshot of the counters (cache figures come from :attr:`cache`)."""
         cache = self._cache.stats(sizes=False)
-        upstream = self._transport.stats()
+        upstream = self._transport
+        latencies = list(upstream.latencies)
         return TmdbStats(
             requests=self._requests,
             upstream_calls=upstream.upstream_calls,
@@ -202,8 +191,8 @@ class BaseTmdbClient(Generic[_TransportT]):
             retries=upstream.retries,
             rate_limited=upstream.rate_limited,
             errors=upstream.errors,
-            latency_p50_ms=upstream.latency_p50_ms,
-            latency_p95_ms=upstream.latency_p95_ms,
+            latency_p50_ms=percentile(latencies, 50),
+            latency_p95_ms=percentile(latencies, 95),
         )
 
     def _plan(

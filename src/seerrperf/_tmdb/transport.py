@@ -27,7 +27,7 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, TypeAlias
 from urllib.parse import quote
@@ -46,7 +46,7 @@ from seerrperf._errors import (
     TmdbUnavailable,
 )
 from seerrperf._redact import redact
-from seerrperf._runtime import Clock, StartSpacer, percentile
+from seerrperf._runtime import Clock, StartSpacer
 
 from .policy import backoff_delay, check_base_url, retry_after_seconds
 
@@ -61,7 +61,6 @@ __all__ = [
     "Retry",
     "Return",
     "Throttle",
-    "TransportStats",
 ]
 
 logger = logging.getLogger("seerrperf.tmdb")
@@ -124,7 +123,8 @@ class Credentials:
 class _SecretLogFilter(logging.Filter):
     """Masks live credentials in httpx's request log lines (the URL of a v3
     request carries ``api_key``). One filter for the process; credentials are
-    held weakly, so a client dropped without closing leaves nothing behind."""
+    held weakly, so a dropped client leaves nothing behind. A closed client's
+    stay masked while it lives: a request still in flight logs after the close."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -133,9 +133,6 @@ class _SecretLogFilter(logging.Filter):
     def register(self, credentials: Credentials) -> None:
         self._live.add(credentials)
         logging.getLogger("httpx").addFilter(self)  # no-op when already there
-
-    def unregister(self, credentials: Credentials) -> None:
-        self._live.discard(credentials)
 
     def filter(self, record: logging.LogRecord) -> bool:
         secrets = [secret for live in list(self._live) for secret in live.secrets]
@@ -353,22 +350,6 @@ class Exchange:
 # --- the transports -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class TransportStats:
-    """A snapshot of a transport's counters (see :class:`~seerrperf.TmdbStats`)."""
-
-    upstream_calls: int
-    retries: int
-    rate_limited: int
-    errors: int
-    latency_p50_ms: float
-    latency_p95_ms: float
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return asdict(self)
-
-
 class BaseTransport:
     """Everything about a GET to TMDB that does no I/O, for the async and sync twins.
 
@@ -413,6 +394,7 @@ class BaseTransport:
         )
         self.throttle = Throttle(rps, clock)
         self.closed = False
+        # Counters, read by the client's stats(); latencies in ms, recent window.
         self.upstream_calls = 0
         self.retries = 0
         self.rate_limited = 0
@@ -435,25 +417,11 @@ class BaseTransport:
             "headers": {"User-Agent": "seerrperf"},
         }
 
-    def stats(self) -> TransportStats:
-        """Return a snapshot of the counters."""
-        latencies = list(self.latencies)
-        return TransportStats(
-            upstream_calls=self.upstream_calls,
-            retries=self.retries,
-            rate_limited=self.rate_limited,
-            errors=self.errors,
-            latency_p50_ms=percentile(latencies, 50),
-            latency_p95_ms=percentile(latencies, 95),
-        )
-
     def _mark_closed(self) -> bool:
         """Mark the transport closed; return whether it was open."""
-        if self.closed:
-            return False
+        was_open = not self.closed
         self.closed = True
-        _LOG_FILTER.unregister(self.credentials)
-        return True
+        return was_open
 
 
 class AsyncTransport(BaseTransport):
