@@ -113,7 +113,7 @@ async def batch_fetch(
     failing item does not affect the others. Cancelling the caller cancels
     every call in flight::
 
-        movies = await batch_fetch(tmdb.movie, tmdb_ids, concurrency=10, item_timeout=5)
+        movies = await batch_fetch(tmdb.get_movie, tmdb_ids, concurrency=10, item_timeout=5)
 
     Args:
         fn: Coroutine function called with one item.

@@ -23,6 +23,8 @@ One decision per kind:
   ``[minimum, maximum]``.
 - **Rates** (:func:`rate`): a finite number ``> 0`` per second.
 - **Probabilities** (:func:`probability`): a finite number in ``[0, 1]``.
+- **Ratios** (:func:`ratio`): a finite number in ``[0, maximum]``, a multiple
+  of another quantity (a stale window as a fraction of its TTL).
 - **Booleans** (:func:`flag`): exactly ``True`` or ``False``; ``1`` or
   ``"yes"`` is refused, so a misplaced positional argument is caught.
 - **Secrets** (:func:`secret`): a non-empty ``str`` of printable ASCII with no
@@ -53,6 +55,7 @@ __all__ = [
     "name",
     "probability",
     "rate",
+    "ratio",
     "secret",
     "shown",
     "whole_seconds",
@@ -194,16 +197,24 @@ def probability(arg: str, value: object) -> float:
     Raises:
         ConfigurationError: the value is not a number between 0 and 1.
     """
+    return ratio(arg, value, maximum=1.0)
+
+
+def ratio(arg: str, value: object, *, maximum: float) -> float:
+    """Return ``value`` as ``float`` if it is a finite number in ``[0, maximum]``.
+
+    Raises:
+        ConfigurationError: the value is not a number in that range.
+    """
+    rule = f"a number between 0 and {maximum:g}"
     if not _is_number(value):
-        raise ConfigurationError(
-            f"{arg} must be a number between 0 and 1, got {type(value).__name__}"
-        )
+        raise ConfigurationError(f"{arg} must be {rule}, got {type(value).__name__}")
     assert isinstance(value, int | float)
-    if isinstance(value, int) and value > 1:
-        raise ConfigurationError(f"{arg} must be a number between 0 and 1, got {shown(value)}")
+    if isinstance(value, int) and value > maximum:  # before float(): no overflow
+        raise ConfigurationError(f"{arg} must be {rule}, got {shown(value)}")
     number = float(value)
-    if not 0.0 <= number <= 1.0:  # NaN fails too
-        raise ConfigurationError(f"{arg} must be a number between 0 and 1, got {shown(value)}")
+    if not 0.0 <= number <= maximum:  # NaN fails too
+        raise ConfigurationError(f"{arg} must be {rule}, got {shown(value)}")
     return number
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -15,10 +16,18 @@ from seerrperf._tmdb.policy import (
     HOUR,
     TtlPolicy,
     backoff_delay,
+    check_append,
+    check_base_url,
+    check_language,
+    check_page,
+    check_params,
     check_path,
+    check_query,
+    check_region,
     image_url,
     retry_after_seconds,
     segment,
+    tmdb_id,
 )
 
 
@@ -46,6 +55,7 @@ from seerrperf._tmdb.policy import (
         ("/watch/providers/regions", "watch_provider_regions"),
         ("/watch/providers/movie", "watch_providers"),
         ("/keyword/180547", "keyword"),
+        ("/keyword/180547/movies", "default"),  # Seerr gives it no TTL of its own
         ("/certification/movie/list", "certifications"),
         ("/something/new", "default"),
     ],
@@ -54,8 +64,8 @@ def test_endpoint_classification(path: str, endpoint: str) -> None:
     assert TtlPolicy.endpoint_for(path) == endpoint
 
 
-def test_seed_preset_uses_the_seed_values_and_seerr_elsewhere() -> None:
-    seed = TtlPolicy.seed()
+def test_by_volatility_uses_the_seed_values_and_seerr_elsewhere() -> None:
+    seed = TtlPolicy.by_volatility()
     assert seed.ttl_for("/movie/603") == 6 * HOUR
     assert seed.ttl_for("/tv/1399") == 2 * HOUR
     assert seed.ttl_for("/configuration") == DAY
@@ -67,6 +77,7 @@ def test_seed_preset_uses_the_seed_values_and_seerr_elsewhere() -> None:
     assert seed.ttl_for("/genre/movie/list") == DAY
     assert seed.ttl_for("/watch/providers/regions") == DAY
     assert seed.ttl_for("/keyword/1") == 7 * DAY
+    assert seed.ttl_for("/keyword/1/movies") == 300
     assert seed.ttl_for("/certification/tv/list") == 7 * DAY
     assert seed.ttl_for("/unknown/path") == 300
 
@@ -79,22 +90,61 @@ def test_seerr_preset_is_seerrs_table() -> None:
     assert seerr.ttl_for("/configuration/countries") == 86400
     assert seerr.ttl_for("/search/company") == 86400
     assert seerr.ttl_for("/keyword/5") == 604800
+    assert seerr.ttl_for("/keyword/5/movies") == 300  # getMoviesByKeyword passes no TTL
+
+
+def test_seed_is_a_deprecated_alias_of_by_volatility() -> None:
+    with pytest.warns(DeprecationWarning, match=r"TtlPolicy\.by_volatility\(\)"):
+        policy = TtlPolicy.seed()
+    assert policy == TtlPolicy.by_volatility()
 
 
 def test_overrides_are_checked() -> None:
-    policy = TtlPolicy.seed().with_overrides({"movie": 60})
+    policy = TtlPolicy.by_volatility().with_overrides({"movie": 60})
     assert policy.ttl_for("/movie/1") == 60
-    assert TtlPolicy.seed().ttl_for("/movie/1") == 6 * HOUR  # the original is unchanged
+    assert TtlPolicy.by_volatility().ttl_for("/movie/1") == 6 * HOUR  # the original is unchanged
     with pytest.raises(ConfigurationError, match="unknown TMDB endpoint"):
-        TtlPolicy.seed().with_overrides({"movies": 60})
-    with pytest.raises(ConfigurationError, match="must be >= 0"):
-        TtlPolicy.seed().with_overrides({"movie": -1})
-    with pytest.raises(ConfigurationError, match="integer number of seconds"):
-        TtlPolicy.seed().with_overrides({"movie": 1.5})  # type: ignore[dict-item]
+        TtlPolicy.by_volatility().with_overrides({"movies": 60})
+    with pytest.raises(ConfigurationError, match=r"TTL for 'movie' must be finite and >= 0"):
+        TtlPolicy.by_volatility().with_overrides({"movie": -1})
+    for bad in (float("inf"), float("nan"), True, "60", 11 * 365 * DAY):
+        with pytest.raises(ConfigurationError, match="TTL for 'movie'"):
+            TtlPolicy.by_volatility().with_overrides({"movie": bad})  # type: ignore[dict-item]
+
+
+def test_ttls_are_durations_so_fractions_are_accepted_as_in_named_cache() -> None:
+    policy = TtlPolicy.by_volatility().with_overrides({"movie": 1.5, "tv": 0})
+    assert policy.ttl_for("/movie/1") == 1.5
+    assert policy.swr_for("/movie/1") == 0.75
+    assert policy.ttl_for("/tv/1") == 0  # do not cache
+    relaxed = TtlPolicy(policy.ttls, stale_if_error=0.5, not_found_ttl=2.5)
+    assert (relaxed.stale_if_error, relaxed.not_found_ttl) == (0.5, 2.5)
+
+
+def test_lacking_tiers_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="lacks endpoint"):
+        TtlPolicy({"movie": 60})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"stale_while_revalidate": -0.1}, "stale_while_revalidate must be a number between 0"),
+        ({"stale_while_revalidate": 11}, "stale_while_revalidate"),
+        ({"stale_while_revalidate": True}, "stale_while_revalidate"),
+        ({"stale_while_revalidate": float("nan")}, "stale_while_revalidate"),
+        ({"stale_if_error": -1}, "stale_if_error"),
+        ({"stale_if_error": float("inf")}, "stale_if_error"),
+        ({"not_found_ttl": "60"}, "not_found_ttl"),
+    ],
+)
+def test_bad_stale_settings(kwargs: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigurationError, match=fragment):
+        TtlPolicy(TtlPolicy.seerr().ttls, **kwargs)
 
 
 def test_policy_is_immutable() -> None:
-    policy = TtlPolicy.seed()
+    policy = TtlPolicy.by_volatility()
     with pytest.raises(TypeError):
         policy.ttls["movie"] = 1  # type: ignore[index]
     assert set(policy.ttls) == ENDPOINTS
@@ -154,3 +204,49 @@ def test_image_url() -> None:
 def test_bad_images_are_rejected(size: str, path: str) -> None:
     with pytest.raises(ConfigurationError):
         image_url(path, size)
+
+
+def test_parameters_become_strings_and_none_is_dropped() -> None:
+    params = {"page": 2, "adult": False, "vote": 7.5, "q": "x", "region": None}
+    assert check_params(params) == {"page": "2", "adult": "false", "vote": "7.5", "q": "x"}
+    assert check_params(None) == {}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"api_key": "x"}, {"Access_Token": "x"}, {"": 1}, {"x": [1]}, {"x": object()}, {1: "x"}],
+)
+def test_bad_parameters_are_refused(params: dict[Any, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="parameter"):
+        check_params(params)
+
+
+def test_append_parts_are_deduplicated_and_sorted() -> None:
+    assert check_append(["videos", "credits", " credits "]) == "credits,videos"
+    assert check_append("images,season/1") == "images,season/1"
+    assert check_append(()) == ""
+    with pytest.raises(ConfigurationError, match="append_to_response"):
+        check_append(["credits;drop"])
+
+
+@pytest.mark.parametrize(
+    ("check", "good", "bad"),
+    [
+        (check_language, "pt-BR", "portuguese"),
+        (check_region, "US", "us"),
+        (check_base_url, "https://x/3/", "https://x/3?api_key=k"),
+        (check_query, " matrix ", " "),
+        (check_page, 500, 501),
+    ],
+)
+def test_input_checks(check: Any, good: object, bad: object) -> None:
+    check(good)
+    with pytest.raises(ConfigurationError):
+        check(bad)
+
+
+def test_ids_are_positive_integers_named_in_the_message() -> None:
+    assert tmdb_id("movie_id", 603) == 603
+    for bad in (0, -1, True, "603", 6.0):
+        with pytest.raises(ConfigurationError, match="movie_id"):
+            tmdb_id("movie_id", bad)

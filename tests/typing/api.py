@@ -107,8 +107,9 @@ def sync_side() -> None:
     fresh: bool = is_not_modified({"If-None-Match": tag}, etag=tag)
     date: str = http_date(dt.datetime.now(dt.UTC))
     url: str = image_url("/abc.jpg", "w500")
-    ttl: int = TtlPolicy.seerr().with_overrides({"movie": 60}).ttl_for("/movie/603")
-    del same, headers, text, fresh, date, url, ttl
+    ttl: float = TtlPolicy.seerr().with_overrides({"movie": 1.5}).ttl_for("/movie/603")
+    tiers: TtlPolicy = TtlPolicy.by_volatility()
+    del same, headers, text, fresh, date, url, ttl, tiers
 
     with embedded_postgres() as dsn, EmbeddedPostgres() as server:
         assert isinstance(dsn, str)

@@ -1,7 +1,9 @@
 """Pure parts of the TMDB client: TTL tiers, input checks, retry timing, image URLs.
 
 Nothing here does I/O, so it is tested without a network and shared by
-everything that talks to TMDB.
+everything that talks to TMDB. Argument rules come from
+:mod:`seerrperf._validate`; this module adds only what is TMDB's own (which
+paths form a tier, what an id, a page or a language code looks like).
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ import email.utils
 import math
 import re
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+from seerrperf import _validate
 from seerrperf._errors import ConfigurationError
 
 __all__ = [
@@ -50,7 +54,9 @@ _PATTERNS: Final[tuple[tuple[str, str], ...]] = (
     ("genres", r"/genre/(?:movie|tv)/list"),
     ("watch_provider_regions", r"/watch/providers/regions"),
     ("watch_providers", r"/watch/providers/(?:movie|tv)"),
-    ("keyword", r"/keyword/\d+(?:/.*)?"),
+    # Only the keyword itself: Seerr's getMoviesByKeyword (/keyword/{id}/movies)
+    # passes no TTL, so it gets the default.
+    ("keyword", r"/keyword/\d+"),
     ("certifications", r"/certification/(?:movie|tv)/list"),
 )
 _COMPILED: Final = tuple((name, re.compile(pattern)) for name, pattern in _PATTERNS)
@@ -60,7 +66,7 @@ ENDPOINTS: Final[frozenset[str]] = frozenset(name for name, _ in _PATTERNS) | {"
 
 # Seerr's TTLs (server/api/themoviedb/index.ts); anything it does not name uses
 # its external API default of 300 s.
-_SEERR: Final[Mapping[str, int]] = MappingProxyType(
+_SEERR: Final[Mapping[str, float]] = MappingProxyType(
     {
         "movie": 12 * HOUR,
         "tv": 12 * HOUR,
@@ -87,8 +93,9 @@ _SEERR: Final[Mapping[str, int]] = MappingProxyType(
     }
 )
 
-# The seed's values where it names them, Seerr's everywhere else.
-_SEED: Final[Mapping[str, int]] = MappingProxyType(
+# By how often the data changes: the seed analysis' values where it names
+# them, Seerr's everywhere else.
+_BY_VOLATILITY: Final[Mapping[str, float]] = MappingProxyType(
     {
         **_SEERR,
         "movie": 6 * HOUR,
@@ -99,38 +106,39 @@ _SEED: Final[Mapping[str, int]] = MappingProxyType(
     }
 )
 
-
-def _check_seconds(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"TTL for {name!r} must be an integer number of seconds")
-    if value < 0:
-        raise ConfigurationError(f"TTL for {name!r} must be >= 0, got {value}")
-    return value
+#: Largest ``stale_while_revalidate`` fraction: ten TTLs of stale serving.
+MAX_STALE_RATIO: Final = 10.0
 
 
 @dataclass(frozen=True, slots=True)
 class TtlPolicy:
     """How long each kind of TMDB response stays fresh, and how long stale.
 
-    Use :meth:`seed` (the default: the seed analysis' values) or :meth:`seerr`
-    (Seerr's table exactly), and :meth:`with_overrides` to change tiers.
+    Use :meth:`by_volatility` (the default: short TTLs for data that changes
+    often, long ones for reference data) or :meth:`seerr` (Seerr's table
+    exactly), and :meth:`with_overrides` to change tiers. Every duration is
+    in seconds and may be fractional.
 
     Attributes:
         ttls: Seconds fresh per endpoint name (see :data:`ENDPOINTS`); ``0``
             means do not cache.
         stale_while_revalidate: How long after expiry a stale entry is still
             served while one background refresh runs, as a fraction of the
-            endpoint's TTL.
+            endpoint's TTL (0 to 10).
         stale_if_error: Seconds after expiry during which a stale entry is
             served when TMDB fails (an outage), for every tier.
         not_found_ttl: Seconds a 404 is remembered, so a deleted id does not
             hammer TMDB.
+
+    Raises:
+        ConfigurationError: an unknown or missing endpoint name, or a value
+            that is not a finite duration >= 0 (ten years at most).
     """
 
-    ttls: Mapping[str, int]
+    ttls: Mapping[str, float]
     stale_while_revalidate: float = 0.5
-    stale_if_error: int = DAY
-    not_found_ttl: int = 60
+    stale_if_error: float = DAY
+    not_found_ttl: float = 60
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.ttls) - ENDPOINTS)
@@ -142,27 +150,47 @@ class TtlPolicy:
         missing = sorted(ENDPOINTS - set(self.ttls))
         if missing:
             raise ConfigurationError(f"TTL policy lacks endpoint(s): {', '.join(missing)}")
-        for name, value in self.ttls.items():
-            _check_seconds(name, value)
-        ratio = self.stale_while_revalidate
-        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 10:
-            raise ConfigurationError("stale_while_revalidate must be a fraction between 0 and 10")
-        _check_seconds("stale_if_error", self.stale_if_error)
-        _check_seconds("not_found_ttl", self.not_found_ttl)
-        object.__setattr__(self, "ttls", MappingProxyType(dict(self.ttls)))
+        ttls = {
+            name: _validate.duration(f"TTL for {name!r}", ttl) for name, ttl in self.ttls.items()
+        }
+        ratio = _validate.ratio(
+            "stale_while_revalidate", self.stale_while_revalidate, maximum=MAX_STALE_RATIO
+        )
+        object.__setattr__(self, "ttls", MappingProxyType(ttls))
+        object.__setattr__(self, "stale_while_revalidate", ratio)
+        for name in ("stale_if_error", "not_found_ttl"):
+            object.__setattr__(self, name, _validate.duration(name, getattr(self, name)))
+
+    @classmethod
+    def by_volatility(cls) -> TtlPolicy:
+        """TTLs by how often the data changes (the default).
+
+        Movie 6 h, tv 2 h (new seasons and episodes appear), configuration and
+        languages 24 h, watch providers 12 h; Seerr's values for everything
+        else (searches and lists 5 min, keywords and certifications 7 days).
+        """
+        return cls(_BY_VOLATILITY)
 
     @classmethod
     def seed(cls) -> TtlPolicy:
-        """The default: movie 6 h, tv 2 h, configuration and languages 24 h,
-        watch providers 12 h, Seerr's values for everything else."""
-        return cls(_SEED)
+        """Deprecated alias of :meth:`by_volatility`; removed in the release after 0.2.
+
+        .. deprecated:: 0.2.0
+            Use :meth:`by_volatility`, which returns the same policy.
+        """
+        warnings.warn(
+            "TtlPolicy.seed() is deprecated; use TtlPolicy.by_volatility() (the same policy)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return cls.by_volatility()
 
     @classmethod
     def seerr(cls) -> TtlPolicy:
         """Seerr's TTL table exactly (movie and tv 12 h)."""
         return cls(_SEERR)
 
-    def with_overrides(self, overrides: Mapping[str, int]) -> TtlPolicy:
+    def with_overrides(self, overrides: Mapping[str, float]) -> TtlPolicy:
         """Return a copy with some endpoint TTLs replaced.
 
         Raises:
@@ -184,7 +212,7 @@ class TtlPolicy:
                 return name
         return "default"
 
-    def ttl_for(self, path: str) -> int:
+    def ttl_for(self, path: str) -> float:
         """Seconds a response for ``path`` stays fresh."""
         return self.ttls[self.endpoint_for(path)]
 
@@ -210,44 +238,109 @@ EXTERNAL_SOURCES: Final = frozenset(
         "youtube_id",
     }
 )
+MAX_PAGE: Final = 500
+_LANGUAGE: Final = re.compile(r"[a-z]{2,3}(?:-[A-Z]{2})?")
+_REGION: Final = re.compile(r"[A-Z]{2}")
+_APPEND: Final = re.compile(r"[a-z_]+(?:/\d+)?")
+_CREDENTIAL_PARAMS: Final = frozenset({"api_key", "access_token"})
 
 
-def check_id(value: object, what: str = "id") -> int:
-    """Return ``value`` if it is a positive int, else raise ConfigurationError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{what} must be a positive integer, got {value!r}")
-    return value
+def tmdb_id(arg: str, value: object) -> int:
+    """Return ``value`` if it is a TMDB id: a positive ``int``."""
+    return _validate.count(arg, value, minimum=1)
 
 
-def check_choice(value: object, allowed: frozenset[str], what: str) -> str:
-    """Return ``value`` if it is one of ``allowed``."""
-    if not isinstance(value, str) or value not in allowed:
-        raise ConfigurationError(f"{what} must be one of {sorted(allowed)}, got {value!r}")
-    return value
+def check_page(value: object) -> int:
+    """TMDB pages run from 1 to 500."""
+    return _validate.count("page", value, minimum=1, maximum=MAX_PAGE)
 
 
 def check_query(value: object) -> str:
     """Return a stripped, non-empty search query."""
     if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError("query must be a non-empty string")
+        raise ConfigurationError(f"query must be a non-empty string, got {_validate.shown(value)}")
     if len(value) > 500:
         raise ConfigurationError("query must be at most 500 characters")
     return value.strip()
 
 
-def check_page(value: object) -> int:
-    """TMDB pages run from 1 to 500."""
-    page = check_id(value, "page")
-    if page > 500:
-        raise ConfigurationError(f"page must be between 1 and 500, got {page}")
-    return page
+def check_language(value: object) -> str:
+    """Return ``value`` if it looks like a language tag (``en``, ``en-US``)."""
+    if not isinstance(value, str) or not _LANGUAGE.fullmatch(value):
+        raise ConfigurationError(
+            f"language must look like 'en' or 'en-US', got {_validate.shown(value)}"
+        )
+    return value
+
+
+def check_region(value: object, arg: str = "region") -> str:
+    """Return ``value`` if it is an ISO 3166-1 country code (``US``)."""
+    if not isinstance(value, str) or not _REGION.fullmatch(value):
+        raise ConfigurationError(
+            f"{arg} must be an ISO 3166-1 code like 'US', got {_validate.shown(value)}"
+        )
+    return value
+
+
+def check_base_url(value: object) -> str:
+    """Return an http(s) API root without a trailing slash.
+
+    Raises:
+        ConfigurationError: not an http(s) URL with a host, or it holds a
+            query, a fragment or credentials.
+    """
+    if not isinstance(value, str):
+        raise ConfigurationError(f"base_url must be a string, got {type(value).__name__}")
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {_validate.shown(value)}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigurationError("base_url must not hold a query, fragment or credentials")
+    return value.rstrip("/")
+
+
+def check_params(params: Mapping[str, object] | None) -> dict[str, str]:
+    """Return query parameters as strings, ``None`` values dropped.
+
+    Raises:
+        ConfigurationError: a name that is not a non-empty printable string, a
+            credential passed as a parameter, or a value that is not a
+            ``str``, ``int``, ``float`` or ``bool``.
+    """
+    out: dict[str, str] = {}
+    for key, value in (params or {}).items():
+        _validate.name("parameter names", key)
+        if key.lower() in _CREDENTIAL_PARAMS:
+            raise ConfigurationError(f"pass credentials to TmdbClient(), not as parameter {key!r}")
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            out[key] = str(value)
+        else:
+            raise ConfigurationError(
+                f"parameter {key!r} must be a str, int, float or bool, got {type(value).__name__}"
+            )
+    return out
+
+
+def check_append(parts: Iterable[str]) -> str:
+    """Return ``append_to_response`` parts as one sorted, comma-joined value ("" for none)."""
+    if isinstance(parts, str):
+        parts = parts.split(",")
+    chosen = sorted({p.strip() for p in parts if p.strip()})
+    for part in chosen:
+        if not _APPEND.fullmatch(part):
+            raise ConfigurationError(f"append_to_response part {part!r} is not valid")
+    return ",".join(chosen)
 
 
 def segment(value: object, what: str) -> str:
     """Percent-encode one path segment; reject empty ones and dot segments."""
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if not isinstance(text, str) or not text or text in {".", ".."}:
-        raise ConfigurationError(f"{what} must be a non-empty string, got {value!r}")
+        raise ConfigurationError(f"{what} must be a non-empty string, got {_validate.shown(value)}")
     return quote(text, safe="")
 
 
@@ -259,7 +352,7 @@ def check_path(path: object) -> str:
             query, fragment, scheme, ``..`` or ``//``.
     """
     if not isinstance(path, str) or not path.startswith("/"):
-        raise ConfigurationError(f"path must start with '/', got {path!r}")
+        raise ConfigurationError(f"path must start with '/', got {_validate.shown(path)}")
     if "//" in path or "?" in path or "#" in path or "\\" in path:
         raise ConfigurationError("path must not contain '//', '?', '#' or '\\'; pass params=")
     parts = path.split("/")[1:]
@@ -330,10 +423,7 @@ ImageSize = Literal[
 
 def check_image(size: object, file_path: object) -> tuple[str, str]:
     """Validate an image size and a single ``/name.ext`` file path."""
-    if not isinstance(size, str) or size not in IMAGE_SIZES:
-        raise ConfigurationError(
-            f"unknown image size {size!r}; use one of {', '.join(sorted(IMAGE_SIZES))}"
-        )
+    size = _validate.choice("size", size, IMAGE_SIZES)
     if not isinstance(file_path, str) or not _IMAGE_FILE.fullmatch(file_path):
         raise ConfigurationError(
             "image file path must be a single '/name.ext' segment "

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
-import math
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -25,7 +24,7 @@ import anyio
 import cachetools
 import httpx
 
-from seerrperf._errors import ConfigurationError
+from seerrperf import _validate
 
 from ._http_server import HttpServer, Reply
 from ._tmdb_catalogue import MAX_ID_LIMIT, NOT_FOUND, Catalogue, Json, error_body, image_bytes
@@ -51,40 +50,6 @@ _T = TypeVar("_T")
 def _json_reply(status: int, body: Json | list[Json], *extra: tuple[str, str]) -> Reply:
     encoded = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     return Reply(status, (("content-type", _JSON_TYPE), *extra), encoded)
-
-
-def _number(name: str, value: object, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigurationError(f"{name} must be a finite number, got {value!r}")
-    if not 0 <= value <= high:
-        raise ConfigurationError(f"{name} must be between 0 and {high}, got {value!r}")
-    return float(value)
-
-
-def _seconds(name: str, value: object) -> float:
-    return _number(name, value, math.inf)
-
-
-def _probability(name: str, value: object) -> float:
-    return _number(name, value, 1.0)
-
-
-def _count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigurationError(f"{name} must be an int >= 0, got {value!r}")
-    return value
-
-
-def _flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigurationError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def _secret(name: str, value: object) -> str | None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ConfigurationError(f"{name} must be a non-empty string or None")
-    return value
 
 
 class _Knob(Generic[_T]):
@@ -189,12 +154,21 @@ class FakeTmdb:
         ConfigurationError: an argument is out of range or of the wrong type.
     """
 
-    latency: _Knob[float] = _Knob(_seconds, "Seconds every response is delayed.")
-    jitter: _Knob[float] = _Knob(_seconds, "Up to this many extra seconds of delay per request.")
-    error_rate: _Knob[float] = _Knob(_probability, "Probability (0-1) that a request gets a 500.")
-    throttle: _Knob[int] = _Knob(_count, "How many of the next requests get 429 (counts down).")
-    retry_after: _Knob[int] = _Knob(_count, "Seconds sent in a 429's Retry-After header.")
-    outage: _Knob[bool] = _Knob(_flag, "While True, every request gets 503.")
+    latency: _Knob[float] = _Knob(_validate.duration, "Seconds every response is delayed.")
+    jitter: _Knob[float] = _Knob(
+        _validate.duration, "Up to this many extra seconds of delay per request."
+    )
+    error_rate: _Knob[float] = _Knob(
+        _validate.probability, "Probability (0-1) that a request gets a 500."
+    )
+    throttle: _Knob[int] = _Knob(
+        _validate.count, "How many of the next requests get 429 (counts down)."
+    )
+    # Retry-After carries delta-seconds (RFC 9110): whole seconds.
+    retry_after: _Knob[int] = _Knob(
+        _validate.whole_seconds, "Seconds sent in a 429's Retry-After header."
+    )
+    outage: _Knob[bool] = _Knob(_validate.flag, "While True, every request gets 503.")
 
     def __init__(
         self,
@@ -212,18 +186,15 @@ class FakeTmdb:
         seed: int = 0,
         sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
     ) -> None:
-        self._api_key = _secret("api_key", api_key)
-        self._access_token = _secret("access_token", access_token)
+        self._api_key = _validate.secret("api_key", api_key, allow_none=True)
+        self._access_token = _validate.secret("access_token", access_token, allow_none=True)
         self.latency = latency
         self.jitter = jitter
         self.error_rate = error_rate
         self.throttle = throttle
         self.retry_after = retry_after
         self.outage = outage
-        if isinstance(max_id, bool) or not isinstance(max_id, int):
-            raise ConfigurationError(f"max_id must be an int, got {max_id!r}")
-        if not 1 <= max_id <= MAX_ID_LIMIT:
-            raise ConfigurationError(f"max_id must be between 1 and {MAX_ID_LIMIT}, got {max_id}")
+        _validate.count("max_id", max_id, minimum=1, maximum=MAX_ID_LIMIT)
         self._catalogue = Catalogue(max_id, frozenset())
         self._bodies: cachetools.LRUCache[tuple[str, str, str], Reply]
         self._bodies = cachetools.LRUCache(_BODY_CACHE_SIZE)
@@ -253,9 +224,7 @@ class FakeTmdb:
 
     @deleted_ids.setter
     def deleted_ids(self, ids: Iterable[int]) -> None:
-        checked = frozenset(ids)
-        if not all(isinstance(i, int) and not isinstance(i, bool) for i in checked):
-            raise ConfigurationError("deleted_ids must hold ints")
+        checked = frozenset(_validate.count("deleted_ids", i, minimum=1) for i in ids)
         self._catalogue.deleted_ids = checked
         self._bodies.clear()
 
