@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from ._batch import BatchLoader, BatchLoaderStats, batch_fetch
 from ._cache import CachedFunction, CacheManager, CacheStats, NamedCache, cached
@@ -29,7 +31,7 @@ from ._headers import (
     private_headers,
     swr_headers,
 )
-from ._lock import AsyncLock, LockStatistics
+from ._lock import AsyncLock, LockStats
 from ._pg import (
     HealthReport,
     HealthResult,
@@ -43,6 +45,9 @@ from ._pg import (
 )
 from ._stats import collect_stats
 from ._tmdb import TmdbClient, TmdbStats, TtlPolicy, image_url
+
+if TYPE_CHECKING:
+    LockStatistics = LockStats  # deprecated alias, see __getattr__
 
 try:
     __version__ = version("seerrperf")
@@ -62,6 +67,7 @@ __all__ = [
     "HealthReport",
     "HealthResult",
     "LockStatistics",
+    "LockStats",
     "LockTimeout",
     "NamedCache",
     "PgAdvisoryLock",
@@ -95,3 +101,20 @@ __all__ = [
     "private_headers",
     "swr_headers",
 ]
+
+
+# Deprecated names: they keep working for one release and warn when used.
+_RENAMED = {"LockStatistics": ("LockStats", LockStats)}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RENAMED:
+        new_name, obj = _RENAMED[name]
+        warnings.warn(
+            f"seerrperf.{name} is deprecated and will be removed in the next release; "
+            f"use seerrperf.{new_name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return obj
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
