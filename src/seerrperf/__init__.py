@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import warnings
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._batch import BatchLoader, BatchLoaderStats, batch_fetch
 from ._cache import CachedFunction, CacheManager, CacheStats, NamedCache, cached
@@ -107,8 +106,10 @@ __all__ = [
 _RENAMED = {"LockStatistics": ("LockStats", LockStats)}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _RENAMED:
+        import warnings  # only a deprecated name needs it
+
         new_name, obj = _RENAMED[name]
         warnings.warn(
             f"seerrperf.{name} is deprecated and will be removed in the next release; "

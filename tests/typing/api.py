@@ -50,7 +50,7 @@ from seerrperf import (
     swr_headers,
 )
 from seerrperf.prometheus import SeerrperfCollector
-from seerrperf.testing import EmbeddedPostgres, FakeClock, FakeTmdb, embedded_postgres
+from seerrperf.testing import EmbeddedPostgres, FakeTmdb, embedded_postgres
 
 
 def sync_side() -> None:
@@ -60,7 +60,7 @@ def sync_side() -> None:
     )
     with pool, pool.connection() as conn:
         conn.execute("SELECT 1")
-    result: HealthResult = check_database_health(pool, timeout=1.0, clock=FakeClock())
+    result: HealthResult = check_database_health(pool, timeout=1.0, clock=time.monotonic)
     report: HealthReport = health_report(result, version="1.0")
     status: int = report.status_code
     body: str = report.json()
@@ -106,7 +106,7 @@ def sync_side() -> None:
 
 async def async_side() -> None:
     pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = async_pool_factory(
-        max_size=5, clock=FakeClock()
+        max_size=5, clock=time.perf_counter
     )
     async with pool:
         result = await async_check_database_health(pool, clock=time.monotonic)
