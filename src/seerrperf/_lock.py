@@ -204,8 +204,10 @@ class AsyncLock:
             What ``fn`` returns.
 
         Raises:
+            ConfigurationError: ``fn`` cannot be called.
             RuntimeError: The current task already holds ``key``.
         """
+        _validate.function("fn", fn, "a coroutine function")
         async with _Hold(self, key, None):
             return await fn(*args, **kwargs)
 

@@ -308,6 +308,14 @@ def test_a_bad_timeout_is_a_configuration_error(bad: Any) -> None:
 
 
 @pytest.mark.anyio
+async def test_dispatch_refuses_what_cannot_be_called_before_taking_the_key() -> None:
+    lock = AsyncLock()
+    with pytest.raises(ConfigurationError, match="fn must be a coroutine function, got int"):
+        await lock.dispatch("k", 42)  # type: ignore[arg-type]
+    assert lock.stats().acquisitions == 0
+
+
+@pytest.mark.anyio
 @fails_instead_of_hanging
 async def test_a_waiter_cancelled_after_the_hand_off_passes_the_key_on() -> None:
     # The first waiter is cancelled and the holder releases in the same step:

@@ -104,6 +104,14 @@ def test_arguments_are_checked_without_a_server() -> None:
             PgAdvisoryLock(unopened, namespace=bad)  # type: ignore[arg-type]
 
 
+@pytest.mark.anyio
+async def test_dispatch_refuses_what_cannot_be_called_before_taking_the_key() -> None:
+    adv = lock_in("dispatch")  # its pool is never opened: a checkout would fail differently
+    with pytest.raises(ConfigurationError, match="fn must be a coroutine function, got str"):
+        await adv.dispatch("k", "SELECT 1")  # type: ignore[arg-type]
+    assert len(adv) == 0
+
+
 # --- PgAdvisoryLock on a real PostgreSQL ---------------------------------------------------
 
 

@@ -176,9 +176,11 @@ class PgAdvisoryLock:
             What ``fn`` returns.
 
         Raises:
-            ConfigurationError: ``key`` has an unsupported type.
+            ConfigurationError: ``key`` has an unsupported type or ``fn``
+                cannot be called.
             RuntimeError: The current task already holds ``key``.
         """
+        _validate.function("fn", fn, "a coroutine function")
         async with self(key) as conn:
             return await fn(conn, *args, **kwargs)
 
