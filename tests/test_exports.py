@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import seerrperf
 import seerrperf.testing
 
@@ -19,6 +21,7 @@ EXPECTED = {
     "HealthReport",
     "HealthResult",
     "LockStatistics",
+    "LockStats",
     "LockTimeout",
     "NamedCache",
     "PgAdvisoryLock",
@@ -53,6 +56,8 @@ EXPECTED = {
     "swr_headers",
 }
 
+DEPRECATED = {"LockStatistics": "LockStats"}  # old name -> new name, for one release
+
 EXPECTED_TESTING = {
     "FakeClock",
     "EmbeddedPostgres",
@@ -72,11 +77,19 @@ def test_all_is_pinned() -> None:
 
 
 def test_every_exported_name_exists_and_is_documented() -> None:
-    for module, names in ((seerrperf, EXPECTED), (seerrperf.testing, EXPECTED_TESTING)):
+    current = EXPECTED - set(DEPRECATED)  # their objects are checked under their new names
+    for module, names in ((seerrperf, current), (seerrperf.testing, EXPECTED_TESTING)):
         for name in names:
             obj = getattr(module, name)
             if name != "__version__":
                 assert obj.__doc__, f"{name} has no docstring"
+
+
+def test_deprecated_names_warn_and_give_the_new_object() -> None:
+    for old, new in DEPRECATED.items():
+        with pytest.warns(DeprecationWarning, match=f"seerrperf.{old} is deprecated.*{new}"):
+            obj = getattr(seerrperf, old)
+        assert obj is getattr(seerrperf, new)
 
 
 def test_testing_all_is_pinned() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 from ._batch import BatchLoader, BatchLoaderStats, batch_fetch
 from ._cache import CachedFunction, CacheManager, CacheStats, NamedCache, cached
@@ -31,7 +32,7 @@ from ._headers import (
     private_headers,
     swr_headers,
 )
-from ._lock import AsyncLock, LockStatistics
+from ._lock import AsyncLock, LockStats
 from ._pg import (
     HealthReport,
     HealthResult,
@@ -45,6 +46,9 @@ from ._pg import (
 )
 from ._stats import collect_stats
 from ._tmdb import TmdbClient, TmdbStats, TtlPolicy, image_url
+
+if TYPE_CHECKING:
+    LockStatistics = LockStats  # deprecated alias, see __getattr__
 
 try:
     __version__ = version("seerrperf")
@@ -69,6 +73,7 @@ __all__ = [
     "HealthReport",
     "HealthResult",
     "LockStatistics",
+    "LockStats",
     "LockTimeout",
     "NamedCache",
     "PgAdvisoryLock",
@@ -102,3 +107,22 @@ __all__ = [
     "private_headers",
     "swr_headers",
 ]
+
+
+# Deprecated names: they keep working for one release and warn when used.
+_RENAMED = {"LockStatistics": ("LockStats", LockStats)}
+
+
+def __getattr__(name: str) -> object:
+    if name in _RENAMED:
+        import warnings  # only a deprecated name needs it
+
+        new_name, obj = _RENAMED[name]
+        warnings.warn(
+            f"seerrperf.{name} is deprecated and will be removed in the next release; "
+            f"use seerrperf.{new_name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return obj
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

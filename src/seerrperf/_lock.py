@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager
@@ -25,15 +26,15 @@ from . import _validate
 from ._errors import LockTimeout
 from ._runtime import current_task
 
-__all__ = ["AsyncLock", "LockStatistics"]
+__all__ = ["AsyncLock", "LockStats"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class LockStatistics:
-    """A snapshot of a lock's state and counters.
+class LockStats:
+    """A snapshot of a lock's state and counters, from ``stats()``.
 
     Attributes:
         held_keys: Keys currently held (a key with waiters is always held).
@@ -203,8 +204,10 @@ class AsyncLock:
             What ``fn`` returns.
 
         Raises:
+            ConfigurationError: ``fn`` cannot be called.
             RuntimeError: The current task already holds ``key``.
         """
+        _validate.function("fn", fn, "a coroutine function")
         async with _Hold(self, key, None):
             return await fn(*args, **kwargs)
 
@@ -216,15 +219,20 @@ class AsyncLock:
         """Number of keys currently held or waited on."""
         return len(self._owners)
 
-    def statistics(self) -> LockStatistics:
-        """Return the current :class:`LockStatistics`."""
-        return LockStatistics(
+    def stats(self) -> LockStats:
+        """Return the current :class:`LockStats`."""
+        return LockStats(
             held_keys=len(self._owners),
             waiting_tasks=self._waiting,
             acquisitions=self._acquisitions,
             contended_acquisitions=self._contended,
             timeouts=self._timeouts,
         )
+
+    def statistics(self) -> LockStats:
+        """Deprecated alias of :meth:`stats`, removed in the next release."""
+        warn_statistics_renamed()
+        return self.stats()
 
     def __repr__(self) -> str:
         return f"<AsyncLock held={len(self._owners)} waiting={self._waiting}>"
@@ -281,3 +289,12 @@ class AsyncLock:
                 return
             del self._queues[key]
         del self._owners[key]
+
+
+def warn_statistics_renamed() -> None:
+    """Warn that a lock's ``statistics()`` is now ``stats()`` (one release of grace)."""
+    warnings.warn(
+        "statistics() is deprecated and will be removed in the next release; call stats()",
+        DeprecationWarning,
+        stacklevel=3,
+    )

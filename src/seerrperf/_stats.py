@@ -120,6 +120,6 @@ def collect_stats(
         snapshot["tmdb"] = tmdb.stats().as_dict()
     if locks is not None:
         snapshot["locks"] = {
-            name: lock.statistics().as_dict() for name, lock in _named_locks(locks).items()
+            name: lock.stats().as_dict() for name, lock in _named_locks(locks).items()
         }
     return snapshot

@@ -35,6 +35,9 @@ One decision per kind:
 - **Names** (:func:`name`): a non-empty printable ``str``.
 - **Instances** (:func:`instance`): an object of the expected class; the
   message says which class was given.
+- **Functions** (:func:`function`): a callable (a ``clock=``, a callback);
+  checked when it is given, not when it is first called, which may be in a
+  worker thread where the error would only be logged.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ __all__ = [
     "count",
     "duration",
     "flag",
+    "function",
     "instance",
     "name",
     "probability",
@@ -291,5 +295,22 @@ def instance(arg: str, value: object, cls: type[_T] | tuple[type[Any], ...], wha
         ConfigurationError: ``value`` is of another type.
     """
     if not isinstance(value, cls):
+        raise ConfigurationError(f"{arg} must be {what}, got {type(value).__name__}")
+    return value
+
+
+def function(arg: str, value: _T, what: str = "a callable") -> _T:
+    """Return ``value`` if it is callable.
+
+    Args:
+        arg: The argument's name.
+        value: What the caller passed.
+        what: How the message names the expected kind, e.g.
+            ``"a clock like time.monotonic"``.
+
+    Raises:
+        ConfigurationError: ``value`` cannot be called.
+    """
+    if not callable(value):
         raise ConfigurationError(f"{arg} must be {what}, got {type(value).__name__}")
     return value

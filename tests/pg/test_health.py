@@ -23,7 +23,7 @@ from seerrperf import (
     health_report,
     pool_factory,
 )
-from seerrperf.testing import EmbeddedPostgres
+from seerrperf.testing import EmbeddedPostgres, FakeClock
 from tests._support import SENTINEL
 
 MARGIN = 1.5  # seconds allowed beyond the timeout: thread wake-ups on a loaded 2-core box
@@ -180,6 +180,59 @@ def test_bad_timeout_is_a_configuration_error(timeout: object, postgres_dsn: str
         check_database_health(pool, timeout=timeout)  # type: ignore[arg-type]
 
 
+@pytest.mark.anyio
+async def test_a_pool_of_the_other_kind_is_a_configuration_error() -> None:
+    # A programming error, raised at once: reporting it as an outage would
+    # take the instance out of the load balancer with no hint why.
+    sync_pool = pool_factory("postgresql://localhost/db")
+    async_pool = async_pool_factory("postgresql://localhost/db")
+    with pytest.raises(ConfigurationError) as info:
+        check_database_health(async_pool)  # type: ignore[arg-type]
+    assert str(info.value) == (
+        "pool must be a psycopg_pool.ConnectionPool (an AsyncConnectionPool needs "
+        "async_check_database_health), got AsyncConnectionPool"
+    )
+    with pytest.raises(ConfigurationError) as info:
+        await async_check_database_health(sync_pool)  # type: ignore[arg-type]
+    assert str(info.value) == (
+        "pool must be a psycopg_pool.AsyncConnectionPool (a ConnectionPool needs "
+        "check_database_health), got ConnectionPool"
+    )
+    with pytest.raises(ConfigurationError, match="got str"):
+        check_database_health("postgresql://localhost/db")  # type: ignore[arg-type]
+
+
+def test_a_clock_that_cannot_be_called_is_a_configuration_error() -> None:
+    pool = pool_factory("postgresql://localhost/db")
+    with pytest.raises(ConfigurationError, match=r"clock must be a clock like time\.monotonic"):
+        check_database_health(pool, clock=0.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_latency_is_measured_on_the_given_clock(postgres_dsn: str, asynchronous: bool) -> None:
+    # Opening a connection during the checkout takes 0.25 s on the fake clock,
+    # whatever it takes in real time.
+    clock = FakeClock()
+
+    def slow_connect(conn: object) -> None:
+        clock.advance(0.25)
+
+    async def aslow_connect(conn: object) -> None:
+        clock.advance(0.25)
+
+    async def run_async() -> HealthResult:
+        async with async_pool_factory(postgres_dsn, min_size=0, configure=aslow_connect) as pool:
+            return await async_check_database_health(pool, timeout=5.0, clock=clock)
+
+    def run_sync() -> HealthResult:
+        with pool_factory(postgres_dsn, min_size=0, configure=slow_connect) as pool:
+            return check_database_health(pool, timeout=5.0, clock=clock)
+
+    result = anyio.run(run_async) if asynchronous else run_sync()
+    assert result.healthy, result.error
+    assert result.latency_ms == 250.0
+
+
 def test_closed_pool_is_reported_not_raised(postgres_dsn: str) -> None:
     pool = pool_factory(postgres_dsn)  # never opened
     result = check_database_health(pool, timeout=0.5)
@@ -237,18 +290,15 @@ def test_cli_reports_configuration_errors_with_exit_two() -> None:
 
 @pytest.mark.parametrize("asynchronous", [False, True])
 def test_the_deadline_also_bounds_the_checkout_liveness_check(
-    own_server: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch, asynchronous: bool
+    own_server: EmbeddedPostgres, asynchronous: bool
 ) -> None:
     """An idle connection is verified inside getconn(): a frozen server must not hang that."""
-    import seerrperf._pg.pool as pool_module
-
-    now = [1000.0]
-    monkeypatch.setattr(pool_module, "_clock", lambda: now[0])
+    clock = FakeClock()
 
     async def run_async() -> tuple[HealthResult, float]:
-        async with async_pool_factory(own_server.dsn, min_size=1, max_size=1) as pool:
+        async with async_pool_factory(own_server.dsn, min_size=1, max_size=1, clock=clock) as pool:
             await pool.wait()
-            now[0] += 5  # idle past check_idle: the next checkout runs the liveness check
+            clock.advance(5)  # idle past check_idle: the next checkout runs the liveness check
             own_server.pause()
             try:
                 t0 = time.monotonic()
@@ -258,9 +308,9 @@ def test_the_deadline_also_bounds_the_checkout_liveness_check(
                 own_server.resume()
 
     def run_sync() -> tuple[HealthResult, float]:
-        with pool_factory(own_server.dsn, min_size=1, max_size=1) as pool:
+        with pool_factory(own_server.dsn, min_size=1, max_size=1, clock=clock) as pool:
             pool.wait()
-            now[0] += 5
+            clock.advance(5)
             own_server.pause()
             try:
                 t0 = time.monotonic()

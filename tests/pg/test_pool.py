@@ -12,10 +12,8 @@ import psycopg.errors
 import pytest
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-import seerrperf._pg.pool as pool_module
 from seerrperf import ConfigurationError, PoolSettings, async_pool_factory, pool_factory
-from seerrperf._pg.pool import _PoolPlan
-from seerrperf.testing import EmbeddedPostgres
+from seerrperf.testing import EmbeddedPostgres, FakeClock
 from tests._support import SENTINEL
 
 # --- settings and validation (no server) -------------------------------------------------
@@ -51,13 +49,40 @@ def test_defaults_match_the_documented_values() -> None:
         ({"max_idle": float("nan")}, "max_idle must be finite"),
         ({"check": "yes"}, "check must be True or False"),
         ({"application_name": "x" * 64}, "application_name must be at most 63 bytes"),
-        ({"application_name": "bad\nname"}, "application_name must be a printable string"),
+        ({"application_name": "bad\nname"}, "application_name must be a non-empty printable"),
+        ({"application_name": ""}, "application_name must be a non-empty printable"),
+        ({"pgbouncer": 1}, "pgbouncer must be True or False"),
     ],
 )
 def test_bad_settings_name_the_problem(overrides: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         pool_factory("postgresql://localhost/db", **overrides)
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragment"),
+    [
+        ({"settings": {"max_size": 5}}, "settings must be a PoolSettings, got dict"),
+        ({"kwargs": [("sslmode", "require")]}, "kwargs must be a mapping"),
+        ({"name": ""}, "name must be a non-empty printable string"),
+        ({"clock": 1000.0}, "clock must be a clock like time.monotonic, got float"),
+        ({"configure": "SET search_path = media"}, "configure must be a function"),
+        ({"reset": True}, "reset must be a function"),
+    ],
+)
+@pytest.mark.parametrize("factory", [pool_factory, async_pool_factory])
+def test_bad_factory_arguments_are_refused_when_given(
+    factory: Any, arguments: dict[str, Any], fragment: str
+) -> None:
+    # Not later, in a worker thread where a bad callback would only be logged.
+    with pytest.raises(ConfigurationError, match=fragment):
+        factory("postgresql://localhost/db", **arguments)
+
+
+def test_a_dsn_that_is_no_string_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="dsn must be a string, got bytes"):
+        pool_factory(b"postgresql://localhost/db")  # type: ignore[arg-type]
 
 
 def test_unknown_override_lists_valid_names() -> None:
@@ -105,50 +130,52 @@ def test_unparsable_dsn_never_shows_the_password(
     assert SENTINEL not in caplog.text
 
 
+# The connection parameters a pool hands to psycopg.connect are its public ``kwargs``.
+
+
 def test_libpq_parameters_reach_the_connection_string() -> None:
-    plan = _PoolPlan.build("postgresql://app@db/app", None, {}, None)
-    assert plan.kwargs["connect_timeout"] == 2
-    assert plan.kwargs["keepalives"] == 1
-    assert plan.kwargs["keepalives_idle"] == 10
-    assert plan.kwargs["application_name"] == "seerrperf"
-    assert plan.kwargs["options"] == (
+    params = pool_factory("postgresql://app@db/app").kwargs
+    assert params["connect_timeout"] == 2
+    assert params["keepalives"] == 1
+    assert params["keepalives_idle"] == 10
+    assert params["keepalives_interval"] == 5
+    assert params["keepalives_count"] == 3
+    assert params["application_name"] == "seerrperf"
+    assert params["options"] == (
         "-c statement_timeout=30000 -c idle_in_transaction_session_timeout=60000"
     )
 
 
 def test_dsn_parameters_win_over_defaults_but_not_over_explicit_overrides() -> None:
     dsn = "postgresql://app@db/app?application_name=from-dsn&options=-c%20statement_timeout%3D5000"
-    plan = _PoolPlan.build(dsn, None, {}, None)
-    assert "application_name" not in plan.kwargs  # the DSN's value stays
+    params = async_pool_factory(dsn).kwargs
+    assert "application_name" not in params  # the DSN's value stays
     # PostgreSQL applies -c options left to right: the DSN's comes last and wins.
-    assert plan.kwargs["options"].endswith("-c statement_timeout=5000")
+    assert params["options"].endswith("-c statement_timeout=5000")
 
-    plan = _PoolPlan.build(
-        dsn, None, {"application_name": "explicit", "statement_timeout": 7}, None
-    )
-    assert plan.kwargs["application_name"] == "explicit"
-    options = plan.kwargs["options"]
+    params = async_pool_factory(dsn, application_name="explicit", statement_timeout=7).kwargs
+    assert params["application_name"] == "explicit"
+    options = params["options"]
     assert options.index("statement_timeout=7000") > options.index("statement_timeout=5000")
+
+    # Settings differing from the defaults count as explicit too.
+    params = pool_factory(dsn, settings=PoolSettings(application_name="from-settings")).kwargs
+    assert params["application_name"] == "from-settings"
 
 
 def test_user_kwargs_win_and_options_compose() -> None:
-    plan = _PoolPlan.build(
+    params = pool_factory(
         "postgresql://app@db/app",
-        None,
-        {},
-        {"options": "-c search_path=media", "connect_timeout": 9},
-    )
-    assert plan.kwargs["connect_timeout"] == 9
-    assert plan.kwargs["options"].endswith("-c search_path=media")
-    assert "statement_timeout=30000" in plan.kwargs["options"]
+        kwargs={"options": "-c search_path=media", "connect_timeout": 9},
+    ).kwargs
+    assert params["connect_timeout"] == 9
+    assert params["options"].endswith("-c search_path=media")
+    assert "statement_timeout=30000" in params["options"]
 
 
 def test_pgbouncer_mode_sends_no_startup_options() -> None:
-    plan = _PoolPlan.build("postgresql://app@db/app", None, {"pgbouncer": True}, None)
-    assert "options" not in plan.kwargs
-    assert plan.set_statement == (
-        "SET statement_timeout = 30000; SET idle_in_transaction_session_timeout = 60000"
-    )
+    # The timeouts are SET after connecting instead (tested against a server below).
+    assert "options" not in pool_factory("postgresql://app@db/app", pgbouncer=True).kwargs
 
 
 def test_pool_is_returned_unopened_with_our_sizes() -> None:
@@ -186,6 +213,7 @@ def test_pgbouncer_mode_applies_timeouts_with_set(postgres_dsn: str) -> None:
         pool.connection() as conn,
     ):
         assert conn.execute("SHOW statement_timeout").fetchone() == ("4s",)
+        assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone() == ("1min",)
 
 
 @pytest.mark.anyio
@@ -262,21 +290,6 @@ async def test_checkout_times_out_when_every_connection_is_held(postgres_dsn: st
     assert 0.25 <= waited < 0.3 + 1.0
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    clock = FakeClock()
-    monkeypatch.setattr(pool_module, "_clock", clock)
-    return clock
-
-
 def test_restart_with_check_idle_zero_works_at_once(own_server: EmbeddedPostgres) -> None:
     with pool_factory(own_server.dsn, min_size=2, check_idle=0) as pool:
         pool.wait()
@@ -286,44 +299,42 @@ def test_restart_with_check_idle_zero_works_at_once(own_server: EmbeddedPostgres
                 assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_restart_is_survived_once_check_idle_has_passed(
-    own_server: EmbeddedPostgres, fake_clock: FakeClock
-) -> None:
-    with pool_factory(own_server.dsn, min_size=2, max_size=2) as pool:
+def test_restart_is_survived_once_check_idle_has_passed(own_server: EmbeddedPostgres) -> None:
+    clock = FakeClock()
+    with pool_factory(own_server.dsn, min_size=2, max_size=2, clock=clock) as pool:
         pool.wait()
         own_server.restart()
-        fake_clock.now += 1.5  # longer than check_idle=1.0: every idle connection is verified
+        clock.advance(1.5)  # longer than check_idle=1.0: every idle connection is verified
         for _ in range(4):
             with pool.connection() as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
         assert pool.get_stats().get("connections_lost", 0) >= 1
 
 
-def test_recently_used_connections_skip_the_check(
-    own_server: EmbeddedPostgres, fake_clock: FakeClock
-) -> None:
-    """The trade-off check_idle makes: a busy pool pays no round trip per checkout."""
-    checks: list[int] = []
-    original = pool_module.ConnectionPool.check_connection
+def test_recently_used_connections_skip_the_check(own_server: EmbeddedPostgres) -> None:
+    """The trade-off check_idle makes: a busy pool pays no round trip per checkout.
 
-    def counting(conn: psycopg.Connection[Any]) -> None:
-        checks.append(1)
-        original(conn)
-
-    with pool_factory(own_server.dsn, min_size=1, max_size=1) as pool:
+    A connection checked out less than check_idle ago is handed out without a
+    check, so after a restart its first query fails; past check_idle, the
+    check replaces a dead connection silently.
+    """
+    clock = FakeClock()
+    with pool_factory(own_server.dsn, min_size=1, max_size=1, clock=clock) as pool:
         pool.wait()
-        pool_module.ConnectionPool.check_connection = staticmethod(counting)  # type: ignore[method-assign]
-        try:
-            for _ in range(5):
-                with pool.connection() as conn:
-                    conn.execute("SELECT 1")
-            assert checks == []
-            fake_clock.now += 2
+        for _ in range(5):  # 2.4 s in all, but never 1 s between two checkouts
+            clock.advance(0.6)
             with pool.connection() as conn:
                 conn.execute("SELECT 1")
-            assert checks == [1]
-        finally:
-            pool_module.ConnectionPool.check_connection = original  # type: ignore[method-assign]
+        own_server.restart()
+        with pytest.raises(psycopg.OperationalError), pool.connection() as conn:
+            conn.execute("SELECT 1")  # the dead connection was not verified
+        pool.wait()  # the pool replaces the broken connection
+        with pool.connection() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        own_server.restart()
+        clock.advance(1.0)  # exactly check_idle: verified, replaced, no error
+        with pool.connection() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_password_never_reaches_logs_or_errors(caplog: pytest.LogCaptureFixture) -> None:

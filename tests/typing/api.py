@@ -6,6 +6,7 @@ If a change here stops type-checking, users' code would too.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ from seerrperf import (
     HealthReport,
     HealthResult,
     LockStatistics,
+    LockStats,
     NamedCache,
     PgAdvisoryLock,
     PoolSettings,
@@ -61,10 +63,12 @@ from seerrperf.testing import (
 
 def sync_side() -> None:
     settings: PoolSettings = PoolSettings(max_size=10).replace(timeout=1.0)
-    pool: ConnectionPool[psycopg.Connection[Any]] = pool_factory(settings=settings)
+    pool: ConnectionPool[psycopg.Connection[Any]] = pool_factory(
+        settings=settings, clock=time.monotonic
+    )
     with pool, pool.connection() as conn:
         conn.execute("SELECT 1")
-    result: HealthResult = check_database_health(pool, timeout=1.0)
+    result: HealthResult = check_database_health(pool, timeout=1.0, clock=time.monotonic)
     report: HealthReport = health_report(result, version="1.0")
     status: int = report.status_code
     body: str = report.json()
@@ -136,9 +140,11 @@ def sync_side() -> None:
 
 
 async def async_side() -> None:
-    pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = async_pool_factory(max_size=5)
+    pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = async_pool_factory(
+        max_size=5, clock=time.perf_counter
+    )
     async with pool:
-        result = await async_check_database_health(pool)
+        result = await async_check_database_health(pool, clock=time.monotonic)
         assert result.healthy
 
         lock = AsyncLock()
@@ -149,13 +155,19 @@ async def async_side() -> None:
             return {"title": title, "year": year}
 
         made: dict[str, object] = await lock.dispatch(("movie", 603), create, "Matrix", 1999)
-        lock_stats: LockStatistics = lock.statistics()
+        lock_stats: LockStats = lock.stats()
+        lock_dict: dict[str, int] = lock_stats.as_dict()
+        old_name: LockStatistics = lock.statistics()  # deprecated, still typed for one release
+        del old_name
         held: bool = lock.locked(("movie", 603))
-        del made, lock_stats, held
+        del made, lock_stats, lock_dict, held
 
         adv = PgAdvisoryLock(pool, namespace="media")
         async with adv(("movie", 603), timeout=2.0) as conn:
             await conn.execute("SELECT 1")
+        adv_stats: LockStats = adv.stats()
+        lock_id: int = adv.advisory_key(("movie", 603))
+        del adv_stats, lock_id
 
         cache = NamedCache("tmdb", ttl=300, maxsize=1000)
 

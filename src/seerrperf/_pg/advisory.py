@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from seerrperf import _validate
 from seerrperf._errors import ConfigurationError, LockTimeout
-from seerrperf._lock import AsyncLock, LockStatistics
+from seerrperf._lock import AsyncLock, LockStats, warn_statistics_renamed
 
 from .pool import AsyncConnection
 
@@ -101,7 +101,7 @@ class PgAdvisoryLock:
 
     Raises:
         ConfigurationError: ``pool`` is not an ``AsyncConnectionPool`` or
-            ``namespace`` is not a non-empty string.
+            ``namespace`` is not a non-empty printable string.
     """
 
     __slots__ = ("_acquisitions", "_local", "_namespace", "_pool", "_timeouts")
@@ -109,14 +109,10 @@ class PgAdvisoryLock:
     def __init__(
         self, pool: AsyncConnectionPool[AsyncConnection], *, namespace: str = "seerrperf"
     ) -> None:
-        if not isinstance(pool, AsyncConnectionPool):
-            raise ConfigurationError(
-                f"pool must be a psycopg_pool.AsyncConnectionPool, got {type(pool).__name__}"
-            )
-        if not isinstance(namespace, str) or not namespace:
-            raise ConfigurationError("namespace must be a non-empty string")
-        self._pool = pool
-        self._namespace = namespace
+        self._pool = _validate.instance(
+            "pool", pool, AsyncConnectionPool, "a psycopg_pool.AsyncConnectionPool"
+        )
+        self._namespace = _validate.name("namespace", namespace)
         self._local = AsyncLock()
         self._acquisitions = 0
         self._timeouts = 0  # in the database; the local lock counts its own
@@ -180,9 +176,11 @@ class PgAdvisoryLock:
             What ``fn`` returns.
 
         Raises:
-            ConfigurationError: ``key`` has an unsupported type.
+            ConfigurationError: ``key`` has an unsupported type or ``fn``
+                cannot be called.
             RuntimeError: The current task already holds ``key``.
         """
+        _validate.function("fn", fn, "a coroutine function")
         async with self(key) as conn:
             return await fn(conn, *args, **kwargs)
 
@@ -194,17 +192,23 @@ class PgAdvisoryLock:
         """Number of keys this process currently holds or waits on."""
         return len(self._local)
 
-    def statistics(self) -> LockStatistics:
-        """Return this process's :class:`LockStatistics`.
+    def stats(self) -> LockStats:
+        """Return this process's :class:`~seerrperf.LockStats`.
 
+        ``held_keys`` and ``waiting_tasks`` are this process's;
         ``acquisitions`` counts advisory locks obtained, ``contended_acquisitions``
         those that queued behind another task of this process, and ``timeouts``
         both kinds of wait that gave up.
         """
-        local = self._local.statistics()
+        local = self._local.stats()
         return dataclasses.replace(
             local, acquisitions=self._acquisitions, timeouts=local.timeouts + self._timeouts
         )
+
+    def statistics(self) -> LockStats:
+        """Deprecated alias of :meth:`stats`, removed in the next release."""
+        warn_statistics_renamed()
+        return self.stats()
 
     def __repr__(self) -> str:
         return f"<PgAdvisoryLock namespace={self._namespace!r} held={len(self._local)}>"

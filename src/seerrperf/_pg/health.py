@@ -7,6 +7,12 @@ the connection's socket down when time is up, which fails the query at once
 (the pool then discards that connection). Cancelling the query instead would
 make psycopg wait up to ten seconds for the server to acknowledge.
 
+The ``clock=`` of a check (``time.monotonic`` by default) decides when the
+check started, its ``latency_ms``, and how much of ``timeout`` is left for the
+checkout, for the liveness check a seerrperf pool runs inside it, and for the
+query. The waits themselves run in real time: psycopg_pool's checkout wait and
+the watchdog's timer thread count the remainder the clock gave them.
+
 ``health_report`` turns results into an ``application/health+json`` response
 (draft-inadarei-api-health-check).
 """
@@ -26,6 +32,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from seerrperf import _validate
 from seerrperf._redact import dsn_secrets, redact
+from seerrperf._runtime import Clock
 
 from .watchdog import Watchdog, deadline_scope
 
@@ -42,6 +49,8 @@ logger = logging.getLogger("seerrperf.health")
 HEALTH_CONTENT_TYPE = "application/health+json"
 _QUERY = "SELECT 1"
 _MAX_ERROR_LENGTH = 200
+_ASYNC_TWIN = "an AsyncConnectionPool needs async_check_database_health"
+_SYNC_TWIN = "a ConnectionPool needs check_database_health"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,20 +108,30 @@ class HealthReport:
 
 
 class _Check:
-    """Shared, I/O-free bookkeeping for one check: deadline, result, errors."""
+    """Shared, I/O-free bookkeeping for one check: arguments, deadline, result, errors."""
 
-    def __init__(self, pool: ConnectionPool[Any] | AsyncConnectionPool[Any], timeout: float):
-        self.pool = pool
+    def __init__(
+        self,
+        pool: ConnectionPool[Any] | AsyncConnectionPool[Any],
+        kind: type[ConnectionPool[Any]] | type[AsyncConnectionPool[Any]],
+        twin: str,
+        timeout: float,
+        clock: Clock,
+    ) -> None:
+        # A pool of the other kind is a programming error: raise, do not report an outage.
+        what = f"a psycopg_pool.{kind.__name__} ({twin})"
+        self.pool = _validate.instance("pool", pool, kind, what)
         self.timeout = _validate.duration("timeout", timeout, allow_zero=False)
-        self.start = time.monotonic()
+        self.clock = _validate.function("clock", clock, "a clock like time.monotonic")
+        self.start = clock()
         self.deadline = self.start + self.timeout
         self.secrets = dsn_secrets(pool.conninfo) if isinstance(pool.conninfo, str) else ()
 
     def remaining(self) -> float:
-        return max(0.001, self.deadline - time.monotonic())
+        return max(0.001, self.deadline - self.clock())
 
     def result(self, error: BaseException | None, *, timed_out: bool = False) -> HealthResult:
-        latency = (time.monotonic() - self.start) * 1000.0
+        latency = (self.clock() - self.start) * 1000.0
         message: str | None = None
         if timed_out:
             message = f"no answer from the database within {self.timeout:g} s"
@@ -135,12 +154,16 @@ class _Check:
         return text[:_MAX_ERROR_LENGTH]
 
 
-def check_database_health(pool: ConnectionPool[Any], *, timeout: float = 2.0) -> HealthResult:
+def check_database_health(
+    pool: ConnectionPool[Any], *, timeout: float = 2.0, clock: Clock = time.monotonic
+) -> HealthResult:
     """Run ``SELECT 1`` through ``pool`` and report the outcome.
 
     Args:
         pool: An open ``psycopg_pool.ConnectionPool``.
         timeout: Seconds for checkout plus query together.
+        clock: Measures the latency and what is left of ``timeout`` at each
+            step (the waits themselves run in real time).
 
     Returns:
         A :class:`HealthResult`; it is never an exception for database
@@ -149,11 +172,17 @@ def check_database_health(pool: ConnectionPool[Any], *, timeout: float = 2.0) ->
         on checkout).
 
     Raises:
-        ConfigurationError: ``timeout`` is not a finite positive number.
+        ConfigurationError: ``pool`` is not a ``ConnectionPool`` (an
+            ``AsyncConnectionPool`` needs :func:`async_check_database_health`),
+            ``timeout`` is not a finite positive number, or ``clock`` is not
+            callable.
     """
-    check = _Check(pool, timeout)
+    check = _Check(pool, ConnectionPool, _ASYNC_TWIN, timeout, clock)
     try:
-        with deadline_scope(check.deadline), pool.connection(timeout=check.remaining()) as conn:
+        with (
+            deadline_scope(check.deadline, check.clock),
+            pool.connection(timeout=check.remaining()) as conn,
+        ):
             error: psycopg.Error | None = None
             with Watchdog(conn, check.remaining()) as dog:
                 try:
@@ -166,16 +195,21 @@ def check_database_health(pool: ConnectionPool[Any], *, timeout: float = 2.0) ->
 
 
 async def async_check_database_health(
-    pool: AsyncConnectionPool[Any], *, timeout: float = 2.0
+    pool: AsyncConnectionPool[Any], *, timeout: float = 2.0, clock: Clock = time.monotonic
 ) -> HealthResult:
     """Run ``SELECT 1`` through an async ``pool`` and report the outcome.
 
-    The async twin of :func:`check_database_health`, with the same guarantees.
-    Cancelling it leaves nothing running.
+    The async twin of :func:`check_database_health`, with the same arguments
+    and guarantees. Cancelling it leaves nothing running.
+
+    Raises:
+        ConfigurationError: ``pool`` is not an ``AsyncConnectionPool`` (a
+            ``ConnectionPool`` needs :func:`check_database_health`), or as
+            :func:`check_database_health`.
     """
-    check = _Check(pool, timeout)
+    check = _Check(pool, AsyncConnectionPool, _SYNC_TWIN, timeout, clock)
     try:
-        with deadline_scope(check.deadline):
+        with deadline_scope(check.deadline, check.clock):
             async with pool.connection(timeout=check.remaining()) as conn:
                 error: psycopg.Error | None = None
                 with Watchdog(conn, check.remaining()) as dog:

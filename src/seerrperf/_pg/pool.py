@@ -3,6 +3,8 @@
 Everything that does no I/O (validation, libpq parameters, the idle tracker
 behind ``check_idle``) lives in :class:`_PoolPlan` and is shared by the sync
 and async factories; they differ only in the callbacks they hand to the pool.
+The factories' ``clock=`` decides ``check_idle``, nothing else: psycopg_pool
+keeps its own time for ``max_idle``, ``max_lifetime`` and checkout timeouts.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from seerrperf import _validate
 from seerrperf._errors import ConfigurationError
 from seerrperf._redact import dsn_secrets, redact
+from seerrperf._runtime import Clock
 
 from .watchdog import guard_check
 
@@ -36,9 +39,6 @@ SyncConnection: TypeAlias = psycopg.Connection[TupleRow]
 AsyncConnection: TypeAlias = psycopg.AsyncConnection[TupleRow]
 SyncCallback: TypeAlias = Callable[[SyncConnection], None]
 AsyncCallback: TypeAlias = Callable[[AsyncConnection], Awaitable[None]]
-
-# Looked up at call time so tests can substitute a fake clock.
-_clock: Callable[[], float] = time.monotonic
 
 _APP_NAME_MAX = 63  # NAMEDATALEN - 1: PostgreSQL truncates longer names silently
 
@@ -109,16 +109,8 @@ class PoolSettings:
                 _validate.duration(name, value, allow_zero=False)
         _validate.duration("check_idle", self.check_idle)
         for name in ("check", "pgbouncer"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigurationError(f"{name} must be True or False")
-        name = self.application_name
-        if not isinstance(name, str) or not name.isprintable():
-            raise ConfigurationError("application_name must be a printable string")
-        if len(name.encode()) > _APP_NAME_MAX:
-            raise ConfigurationError(
-                f"application_name must be at most {_APP_NAME_MAX} bytes "
-                "(PostgreSQL would truncate it)"
-            )
+            _validate.flag(name, getattr(self, name))
+        _validate.name("application_name", self.application_name, max_bytes=_APP_NAME_MAX)
 
     def replace(self, **overrides: Any) -> PoolSettings:
         """Return a copy with some fields changed.
@@ -167,18 +159,19 @@ class _IdleTracker:
     through a worker thread.
     """
 
-    __slots__ = ("_check_idle", "_since")
+    __slots__ = ("_check_idle", "_clock", "_since")
 
-    def __init__(self, check_idle: float) -> None:
+    def __init__(self, check_idle: float, clock: Clock) -> None:
         self._check_idle = check_idle
+        self._clock = clock
         self._since: weakref.WeakKeyDictionary[object, float] = weakref.WeakKeyDictionary()
 
     def mark(self, conn: object) -> None:
-        self._since[conn] = _clock()
+        self._since[conn] = self._clock()
 
     def due(self, conn: object) -> bool:
         """Record a checkout of ``conn``; return whether it must be verified."""
-        now = _clock()
+        now = self._clock()
         since = self._since.get(conn)
         self._since[conn] = now
         return since is None or now - since >= self._check_idle
@@ -200,11 +193,24 @@ class _PoolPlan:
         cls,
         dsn: str | None,
         settings: PoolSettings | None,
-        overrides: Mapping[str, Any],
         kwargs: Mapping[str, Any] | None,
+        overrides: Mapping[str, Any],
+        name: str | None,
+        clock: Clock,
+        configure: object,
+        reset: object,
     ) -> _PoolPlan:
-        if settings is not None and not isinstance(settings, PoolSettings):
-            raise ConfigurationError("settings must be a PoolSettings instance")
+        """Check every factory argument (named as the factories name them) and plan the pool."""
+        if settings is not None:
+            _validate.instance("settings", settings, PoolSettings, "a PoolSettings")
+        if kwargs is not None:
+            _validate.instance("kwargs", kwargs, Mapping, "a mapping of connection parameters")
+        if name is not None:
+            _validate.name("name", name)
+        _validate.function("clock", clock, "a clock like time.monotonic")
+        for arg, callback in (("configure", configure), ("reset", reset)):
+            if callback is not None:
+                _validate.function(arg, callback, "a function taking the connection")
         base = settings or _DEFAULTS
         final = base.replace(**overrides) if overrides else base
         explicit = set(overrides) | {
@@ -217,7 +223,9 @@ class _PoolPlan:
             set_statement = "; ".join(
                 f"SET {name} = {value}" for name, value in final.session_parameters().items()
             )
-        tracker = _IdleTracker(final.check_idle) if final.check and final.check_idle > 0 else None
+        tracker = (
+            _IdleTracker(final.check_idle, clock) if final.check and final.check_idle > 0 else None
+        )
         return cls(
             conninfo=conninfo,
             kwargs=libpq,
@@ -256,8 +264,8 @@ def _resolve_dsn(dsn: str | None) -> tuple[str, dict[str, Any]]:
         source = "the DATABASE_URL environment variable"
     else:
         source = "the dsn argument"
-    if dsn is not None and not isinstance(dsn, str):
-        raise ConfigurationError(f"dsn must be a string, got {type(dsn).__name__}")
+    if dsn is not None:
+        _validate.instance("dsn", dsn, str, "a string")
     if not dsn or not dsn.strip():
         raise ConfigurationError(
             "no database DSN: pass dsn='postgresql://user@host/db' or set DATABASE_URL"
@@ -292,13 +300,11 @@ def _libpq_params(
         "keepalives_count": 3,
         "application_name": s.application_name,
     }
-    field_of = {"connect_timeout": "connect_timeout", "keepalives_idle": "keepalives_idle"}
-    field_of["application_name"] = "application_name"
     params: dict[str, Any] = {}
     for key, value in ours.items():
         # A parameter written in the DSN wins over a default, not over an
-        # explicit override.
-        if key in dsn_params and field_of.get(key) not in explicit:
+        # explicit override (the settable ones are named like their fields).
+        if key in dsn_params and key not in explicit:
             continue
         params[key] = value
     if not s.pgbouncer:
@@ -330,6 +336,7 @@ def pool_factory(
     configure: SyncCallback | None = None,
     reset: SyncCallback | None = None,
     name: str | None = None,
+    clock: Clock = time.monotonic,
     **overrides: Any,
 ) -> ConnectionPool[SyncConnection]:
     """Create an unopened ``psycopg_pool.ConnectionPool`` with tuned defaults.
@@ -349,6 +356,8 @@ def pool_factory(
         configure: Called on each new connection after seerrperf's own setup.
         reset: Called on each connection returned to the pool.
         name: Pool name (shown in logs and stats).
+        clock: Decides which connections have been idle longer than
+            ``check_idle`` (tests pass a :class:`~seerrperf.testing.FakeClock`).
         **overrides: :class:`PoolSettings` fields, e.g. ``max_size=5``.
 
     Returns:
@@ -356,9 +365,10 @@ def pool_factory(
 
     Raises:
         ConfigurationError: no DSN, an unparsable DSN, an unknown override or an
-            invalid value. The message never contains the password.
+            invalid value (a callback or ``clock`` that cannot be called
+            included). The message never contains the password.
     """
-    plan = _PoolPlan.build(dsn, settings, overrides, kwargs)
+    plan = _PoolPlan.build(dsn, settings, kwargs, overrides, name, clock, configure, reset)
     tracker = plan.tracker
 
     def _configure(conn: SyncConnection) -> None:
@@ -395,6 +405,7 @@ def async_pool_factory(
     configure: AsyncCallback | None = None,
     reset: AsyncCallback | None = None,
     name: str | None = None,
+    clock: Clock = time.monotonic,
     **overrides: Any,
 ) -> AsyncConnectionPool[AsyncConnection]:
     """Create an unopened ``psycopg_pool.AsyncConnectionPool`` with tuned defaults.
@@ -409,7 +420,7 @@ def async_pool_factory(
     Raises:
         ConfigurationError: as :func:`pool_factory`.
     """
-    plan = _PoolPlan.build(dsn, settings, overrides, kwargs)
+    plan = _PoolPlan.build(dsn, settings, kwargs, overrides, name, clock, configure, reset)
     tracker = plan.tracker
 
     async def _configure(conn: AsyncConnection) -> None:

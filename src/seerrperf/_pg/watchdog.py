@@ -7,8 +7,10 @@ deadline, which fails the blocked read at once, and then closes the
 connection so no pool ever hands it out again.
 
 A deadline set with :func:`deadline_scope` also bounds the liveness check
-that seerrperf's pools run inside ``getconn()`` (see ``_pool``): the check
-runs in the caller's thread or task, so it sees the context variable.
+that seerrperf's pools run inside ``getconn()`` (see ``pool``): the check
+runs in the caller's thread or task, so it sees the context variable. The
+deadline is read on the caller's clock; the timer counts what is left of it in
+real time.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Protocol
 
+from seerrperf._runtime import Clock
+
 __all__ = ["Watchdog", "deadline_scope", "guard_check"]
 
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+_deadline: contextvars.ContextVar[tuple[float, Clock] | None] = contextvars.ContextVar(
     "seerrperf_deadline", default=None
 )
 
@@ -86,10 +90,10 @@ class Watchdog:
 
 
 @contextlib.contextmanager
-def deadline_scope(deadline: float) -> Iterator[None]:
+def deadline_scope(deadline: float, clock: Clock = time.monotonic) -> Iterator[None]:
     """Bound every seerrperf pool check run in this context by ``deadline``
-    (a ``time.monotonic()`` value)."""
-    token = _deadline.set(deadline)
+    (a value of ``clock``)."""
+    token = _deadline.set((deadline, clock))
     try:
         yield
     finally:
@@ -98,7 +102,8 @@ def deadline_scope(deadline: float) -> Iterator[None]:
 
 def guard_check(conn: _HasPGconn) -> contextlib.AbstractContextManager[object]:
     """A watchdog for a pool's liveness check when a deadline is in force."""
-    deadline = _deadline.get()
-    if deadline is None:
+    scope = _deadline.get()
+    if scope is None:
         return contextlib.nullcontext()
-    return Watchdog(conn, deadline - time.monotonic())
+    deadline, clock = scope
+    return Watchdog(conn, deadline - clock())

@@ -112,5 +112,5 @@ async def _main(
     return {
         "inserted": inserted,
         "met_others_inside": met_others_inside,
-        "acquisitions": lock.statistics().acquisitions,
+        "acquisitions": lock.stats().acquisitions,
     }
