@@ -33,6 +33,9 @@ One decision per kind:
 - **Names** (:func:`name`): a non-empty printable ``str``.
 - **Instances** (:func:`instance`): an object of the expected class; the
   message says which class was given.
+- **Functions** (:func:`function`): anything callable (a clock, a loader, a
+  key builder), checked when it is given rather than when it is first called;
+  what it returns is checked where it is used.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ __all__ = [
     "count",
     "duration",
     "flag",
+    "function",
     "instance",
     "name",
     "probability",
@@ -281,4 +285,15 @@ def instance(arg: str, value: object, cls: type[_T] | tuple[type[Any], ...], wha
     """
     if not isinstance(value, cls):
         raise ConfigurationError(f"{arg} must be {what}, got {type(value).__name__}")
+    return value
+
+
+def function(arg: str, value: _T) -> _T:
+    """Return ``value`` if it is callable.
+
+    Raises:
+        ConfigurationError: ``value`` cannot be called.
+    """
+    if not callable(value):
+        raise ConfigurationError(f"{arg} must be callable, got {type(value).__name__}")
     return value

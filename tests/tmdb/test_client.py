@@ -75,7 +75,7 @@ def make_client(
     upstream: Upstream, time: FakeTime | None = None, **kwargs: Any
 ) -> tuple[TmdbClient, NamedCache]:
     time = time or FakeTime()
-    cache = kwargs.pop("cache", None) or NamedCache("tmdb", timer=time)
+    cache = kwargs.pop("cache", None) or NamedCache("tmdb", clock=time)
     http = httpx.AsyncClient(transport=httpx.MockTransport(upstream.handler))
     kwargs.setdefault("api_key", SENTINEL)
     client = TmdbClient(
@@ -489,7 +489,7 @@ async def test_fake_outage_and_wrong_key_through_the_client() -> None:
     async with TmdbClient(
         api_key="right",
         http_client=httpx.AsyncClient(transport=fake.transport()),
-        cache=NamedCache("tmdb", timer=time),
+        cache=NamedCache("tmdb", clock=time),
         sleep=time.sleep,
         clock=time,
         max_retries=2,
