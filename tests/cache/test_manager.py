@@ -107,7 +107,7 @@ def test_timer_is_a_deprecated_name_for_the_managers_clock(make: Any, clock: Fak
     cache.set("k", 1)
     clock.advance(21_600)
     assert "k" not in cache
-    with pytest.raises(ConfigurationError, match="clock= only"):
+    with pytest.raises(ConfigurationError, match="must not both be given"):
         make(clock=clock, timer=clock)
 
 

@@ -262,7 +262,7 @@ def test_timer_is_a_deprecated_name_for_clock(clock: FakeClock) -> None:
     cache.set("k", 1)
     clock.advance(10)
     assert "k" not in cache
-    with pytest.raises(ConfigurationError, match="clock= only"):
+    with pytest.raises(ConfigurationError, match="must not both be given"):
         NamedCache("t", clock=clock, timer=clock)
 
 

@@ -54,7 +54,9 @@ def clock_argument(clock: Clock, timer: Clock | None, *, stacklevel: int) -> Clo
     """
     if timer is not None:
         if clock is not time.monotonic:
-            raise ConfigurationError("pass clock= only: timer= is its deprecated old name")
+            raise ConfigurationError(
+                "clock and timer must not both be given (timer= is the deprecated name of clock=)"
+            )
         warnings.warn(
             "timer= is deprecated and will be removed in the next release; pass clock= instead",
             DeprecationWarning,
