@@ -230,7 +230,7 @@ async def _replay(trace: list[tuple[float, str]], policy: str) -> int:
     upstream = VirtualUpstream(clock)
     async with anyio.create_task_group() as tg:
         rolling = SeerrRollingCache(clock, tg)
-        ours = NamedCache("replay", timer=clock)
+        ours = NamedCache("replay", clock=clock)
 
         def get(key: str) -> Awaitable[Any]:
             if policy == "seerr":

@@ -35,9 +35,10 @@ One decision per kind:
 - **Names** (:func:`name`): a non-empty printable ``str``.
 - **Instances** (:func:`instance`): an object of the expected class; the
   message says which class was given.
-- **Functions** (:func:`function`): a callable (a ``clock=``, a callback);
-  checked when it is given, not when it is first called, which may be in a
-  worker thread where the error would only be logged.
+- **Functions** (:func:`function`): a callable (a ``clock=``, a callback, a
+  loader, a key builder), checked when it is given, not when it is first
+  called, which may be in a worker thread where the error would only be
+  logged; what it returns is checked where it is used.
 """
 
 from __future__ import annotations

@@ -74,12 +74,16 @@ def sync_side() -> None:
     body: str = report.json()
     del status, body
 
-    caches = CacheManager.seerr()
+    caches = CacheManager.seerr(clock=lambda: 0.0)
     tmdb_cache: NamedCache = caches.get_cache("tmdb")
     value: int = tmdb_cache.get_or_set("k", lambda: 1, ttl=60)
     stats: CacheStats = tmdb_cache.stats()
     rate: float = stats.hit_rate
-    del value, rate
+    loading: int = stats.loading
+    tmdb_cache.delete_matching(lambda key: key == "k")
+    own = NamedCache("own", ttl=60, maxsize=100, clock=lambda: 0.0)
+    managed = CacheManager(clock=lambda: 0.0)
+    del value, rate, loading, own, managed
 
     @cached(tmdb_cache, ttl=60)
     def recent(limit: int) -> list[str]:

@@ -155,7 +155,7 @@ class BaseTmdbClient(Generic[_TransportT]):
             else _validate.instance("ttl_policy", ttl_policy, TtlPolicy, "a TtlPolicy")
         )
         self._cache = (
-            NamedCache("tmdb", maxsize=DEFAULT_CACHE_SIZE, timer=clock)
+            NamedCache("tmdb", maxsize=DEFAULT_CACHE_SIZE, clock=clock)
             if cache is None
             else _validate.instance("cache", cache, NamedCache, "a NamedCache")
         )

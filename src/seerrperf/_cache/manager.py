@@ -1,0 +1,157 @@
+"""A registry of named caches, like Seerr's ``cacheManager``, and Seerr's ten caches."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from seerrperf import _validate
+from seerrperf._errors import ConfigurationError
+from seerrperf._runtime import Clock
+
+from .named import DEFAULT_MAXSIZE, DEFAULT_TTL, CacheStats, NamedCache, clock_argument
+
+__all__ = ["SEERR_TTLS", "CacheManager"]
+
+SEERR_TTLS: dict[str, float] = {
+    "tmdb": 21_600,
+    "radarr": 300,
+    "sonarr": 300,
+    "rt": 43_200,
+    "imdb": 43_200,
+    "github": 21_600,
+    "plexguid": 604_800,
+    "plextv": 604_800,
+    "plexwatchlist": 300,
+    "tvdb": 21_600,
+}
+"""Seerr's node-cache instances and their ``stdTTL`` in seconds (``server/lib/cache.ts``).
+
+These are the defaults of Seerr's caches; Seerr's ``ExternalAPI`` stores most
+entries with the call's own TTL or 300 s instead (see ``docs/cache.md``).
+"""
+
+
+class CacheManager:
+    """A registry of named caches, like Seerr's ``cacheManager``.
+
+    Args:
+        clock: Clock given to every cache it creates; pass a
+            :class:`seerrperf.testing.FakeClock` in tests.
+        timer: Deprecated name of ``clock``.
+
+    Raises:
+        ConfigurationError: ``clock`` is not callable, or both ``clock`` and
+            ``timer`` are given.
+    """
+
+    def __init__(self, *, clock: Clock = time.monotonic, timer: Clock | None = None) -> None:
+        self._clock = clock_argument(clock, timer, stacklevel=2)
+        self._lock = threading.Lock()
+        self._caches: dict[str, NamedCache] = {}
+
+    @classmethod
+    def seerr(
+        cls,
+        *,
+        maxsize: int = DEFAULT_MAXSIZE,
+        clock: Clock = time.monotonic,
+        timer: Clock | None = None,
+    ) -> CacheManager:
+        """Return a manager holding Seerr's ten caches with Seerr's default TTLs.
+
+        The caches are tmdb, radarr, sonarr, rt, imdb, github, plexguid,
+        plextv, plexwatchlist and tvdb, each with the ``stdTTL`` of Seerr's
+        ``server/lib/cache.ts``. Unlike Seerr's, each is bounded.
+
+        Args:
+            maxsize: Bound of each cache.
+            clock: Clock for the caches.
+            timer: Deprecated name of ``clock``.
+
+        Returns:
+            A new manager.
+
+        Raises:
+            ConfigurationError: ``maxsize`` is not an integer ``>= 1``,
+                ``clock`` is not callable, or both ``clock`` and ``timer`` are
+                given.
+        """
+        manager = cls(clock=clock_argument(clock, timer, stacklevel=2))
+        for name, ttl in SEERR_TTLS.items():
+            manager.get_cache(name, ttl=ttl, maxsize=maxsize)
+        return manager
+
+    def get_cache(
+        self, name: str, *, ttl: float | None = None, maxsize: int | None = None
+    ) -> NamedCache:
+        """Return the cache called ``name``, creating it on first use.
+
+        Args:
+            name: The cache's name.
+            ttl: Default time to live in seconds (300 when the cache is
+                created without one). Omit it to accept the existing cache's.
+            maxsize: Bound on entries (10,000 when created without one).
+
+        Returns:
+            The same :class:`NamedCache` instance for every call with ``name``.
+
+        Raises:
+            ConfigurationError: An option is invalid, or ``name`` exists and an
+                option given explicitly differs from its current value.
+        """
+        if ttl is not None:
+            ttl = _validate.duration("ttl", ttl)
+        if maxsize is not None:
+            maxsize = _validate.count("maxsize", maxsize, minimum=1)
+        with self._lock:
+            cache = self._caches.get(name)
+            if cache is None:
+                cache = NamedCache(
+                    name,
+                    ttl=DEFAULT_TTL if ttl is None else ttl,
+                    maxsize=DEFAULT_MAXSIZE if maxsize is None else maxsize,
+                    clock=self._clock,
+                )
+                self._caches[name] = cache
+                return cache
+        for option, given, current in (
+            ("ttl", ttl, cache.ttl),
+            ("maxsize", maxsize, cache.maxsize),
+        ):
+            if given is not None and given != current:
+                raise ConfigurationError(
+                    f"cache {name!r} already exists with {option}={current:g}; "
+                    f"got {option}={given!r}"
+                )
+        return cache
+
+    def names(self) -> list[str]:
+        """Return the cache names in the order they were created."""
+        with self._lock:
+            return list(self._caches)
+
+    def stats(self) -> dict[str, CacheStats]:
+        """Return every cache's statistics, keyed by name."""
+        with self._lock:
+            caches = list(self._caches.values())
+        return {cache.name: cache.stats() for cache in caches}
+
+    def clear(self, name: str) -> None:
+        """Empty the cache called ``name``.
+
+        Raises:
+            KeyError: No cache has that name.
+        """
+        with self._lock:
+            cache = self._caches.get(name)
+        if cache is None:
+            raise KeyError(f"no cache named {name!r}")
+        cache.clear()
+
+    def clear_all(self) -> None:
+        """Empty every cache."""
+        with self._lock:
+            caches = list(self._caches.values())
+        for cache in caches:
+            cache.clear()

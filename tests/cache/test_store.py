@@ -1,0 +1,99 @@
+"""Tests for the bounded storage behind a cache: deadlines, LRU eviction, reads, sizes."""
+
+from __future__ import annotations
+
+import sys
+
+from seerrperf._cache.store import Store, approx_size
+from seerrperf.testing import FakeClock
+
+
+def keys(store: Store) -> list[object]:
+    return [key for key, _ in store.snapshot()]
+
+
+def test_an_entry_is_fresh_for_its_ttl_and_kept_for_the_stale_window(clock: FakeClock) -> None:
+    store = Store(10, clock)
+    store.keep_stale_for(5)
+    store.keep_stale_for(2)  # the longest window requested wins
+    store.put("k", "v", ttl=10)
+    entry = store.peek("k")
+    assert entry is not None
+    assert (entry.value, entry.fresh_until, entry.keep_until) == ("v", 10, 15)
+    clock.advance(14.5)
+    assert store.peek("k") is entry  # stale, still held
+    clock.advance(0.5)
+    assert store.peek("k") is None
+    assert len(store) == 0
+
+
+def test_put_with_ttl_zero_drops_the_entry(clock: FakeClock) -> None:
+    store = Store(10, clock)
+    store.put("k", "old", ttl=10)
+    store.put("k", "new", ttl=0)
+    assert store.peek("k") is None
+    store.put("absent", "v", ttl=0)
+    assert len(store) == 0
+
+
+def test_evictions_count_lru_removals_only(clock: FakeClock) -> None:
+    store = Store(2, clock)
+    store.put("a", 1, ttl=10)
+    store.put("b", 2, ttl=10)
+    assert store["a"].value == 1  # a read through [] touches the LRU order
+    store.put("c", 3, ttl=10)
+    assert keys(store) == ["a", "c"]
+    assert store.evictions == 1
+    store.discard("a")
+    store.clear()
+    assert len(store) == 0
+    assert store.evictions == 1  # deleting and clearing are not evicting
+
+
+def test_expired_entries_make_room_before_live_ones_are_evicted(clock: FakeClock) -> None:
+    store = Store(2, clock)
+    store.put("old", 1, ttl=1)
+    store.put("live", 2, ttl=100)
+    clock.advance(2)
+    store.put("new", 3, ttl=100)
+    assert sorted(keys(store)) == ["live", "new"]  # type: ignore[type-var]
+    assert store.evictions == 0
+
+
+def test_peek_and_snapshot_do_not_touch_the_lru_order(clock: FakeClock) -> None:
+    store = Store(2, clock)
+    store.put("a", 1, ttl=10)
+    store.put("b", 2, ttl=10)
+    assert store.peek("a") is not None
+    assert [key for key, _ in store.snapshot()] == ["a", "b"]
+    store.put("c", 3, ttl=10)
+    assert keys(store) == ["b", "c"]  # "a" was still the least recently used
+    assert store.peek("a") is None
+
+
+def test_discard_ignores_absent_and_expired_keys(clock: FakeClock) -> None:
+    store = Store(10, clock)
+    store.put("k", 1, ttl=1)
+    clock.advance(1)
+    store.discard("k")
+    store.discard("never")
+    assert len(store) == 0
+
+
+def test_discard_where_removes_the_matching_keys_only(clock: FakeClock) -> None:
+    store = Store(10, clock)
+    for key in ("user:1", "user:2", "movie:1"):
+        store.put(key, key, ttl=10)
+    store.discard_where(lambda key: str(key).startswith("user:"))
+    assert keys(store) == ["movie:1"]
+
+
+def test_approx_size_walks_builtin_containers_once_per_object() -> None:
+    shared = "x" * 10_000
+    assert approx_size(shared) == sys.getsizeof(shared)
+    nested = {"results": [shared, {"nested": shared}], "n": (1, 2)}
+    assert approx_size(nested) > approx_size(shared)
+    assert approx_size(nested) < 2 * sys.getsizeof(shared)  # counted once, not twice
+    cycle: list[object] = []
+    cycle.append(cycle)
+    assert approx_size(cycle) == sys.getsizeof(cycle)
