@@ -63,6 +63,35 @@ def test_nothing_to_collect_is_an_error() -> None:
         collect_stats()
 
 
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"locks": object()}, "locks must be a lock"),
+        ({"locks": {"a": object()}}, "locks must be a lock"),
+        ({"caches": [object()]}, "caches must be a CacheManager"),
+        ({"caches": {"t": "not a cache"}}, "caches must be a CacheManager"),
+        ({"caches": 3}, "caches must be a CacheManager"),
+        ({"pool": object()}, "pool must be a psycopg_pool pool"),
+        ({"tmdb": object()}, "tmdb must be a TmdbClient"),
+    ],
+)
+def test_what_cannot_be_collected_is_named(arguments: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        collect_stats(**arguments)  # type: ignore[arg-type]
+
+
+def test_a_lock_of_the_applications_own_is_collected() -> None:
+    class Snapshot:
+        def as_dict(self) -> dict[str, int]:
+            return {"held_keys": 2}
+
+    class OwnLock:
+        def stats(self) -> Snapshot:
+            return Snapshot()
+
+    assert collect_stats(locks=OwnLock())["locks"] == {"default": {"held_keys": 2}}
+
+
 @pytest.fixture
 def registry() -> CollectorRegistry:
     return CollectorRegistry()

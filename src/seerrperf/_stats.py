@@ -9,19 +9,30 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from . import _validate
 from ._cache import CacheManager, NamedCache
 from ._errors import ConfigurationError
-from ._lock import AsyncLock
-from ._pg import PgAdvisoryLock
 from ._tmdb import TmdbClient
 
 __all__ = ["collect_stats"]
 
-Lock: TypeAlias = AsyncLock | PgAdvisoryLock
+
+class _Snapshot(Protocol):
+    def as_dict(self) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
+class Lock(Protocol):
+    """Anything whose ``stats()`` returns a snapshot with ``as_dict()``: every
+    seerrperf lock, or a lock of the application's own."""
+
+    def stats(self) -> _Snapshot: ...
+
+
 Caches: TypeAlias = CacheManager | Mapping[str, NamedCache] | Iterable[NamedCache]
 
 # psycopg_pool omits counters that are still zero; the snapshot always has them all.
@@ -62,19 +73,35 @@ def pool_stats(pool: ConnectionPool[Any] | AsyncConnectionPool[Any]) -> dict[str
     return stats
 
 
-def _named_caches(caches: Caches) -> dict[str, NamedCache]:
+_CACHES = "a CacheManager, a NamedCache, or a mapping or iterable of NamedCache"
+_LOCKS = "a lock (an object with stats()) or a mapping of names to locks"
+
+
+def _named_caches(caches: object) -> dict[str, NamedCache]:
     if isinstance(caches, CacheManager):
         return {name: caches.get_cache(name) for name in caches.names()}
     if isinstance(caches, NamedCache):
         return {caches.name: caches}
     if isinstance(caches, Mapping):
-        return dict(caches)
-    return {cache.name: cache for cache in caches}
+        named = dict(caches)
+    elif isinstance(caches, Iterable) and not isinstance(caches, str | bytes):
+        named = {getattr(cache, "name", None): cache for cache in caches}
+    else:
+        raise ConfigurationError(f"caches must be {_CACHES}, got {type(caches).__name__}")
+    for name, cache in named.items():
+        if not isinstance(name, str) or not isinstance(cache, NamedCache):
+            raise ConfigurationError(f"caches must be {_CACHES}; got a {type(cache).__name__}")
+    return named
 
 
-def _named_locks(locks: Lock | Mapping[str, Lock]) -> dict[str, Lock]:
-    if isinstance(locks, AsyncLock | PgAdvisoryLock):
+def _named_locks(locks: object) -> dict[str, Lock]:
+    if isinstance(locks, Lock) and callable(locks.stats):
         return {"default": locks}
+    if not isinstance(locks, Mapping):
+        raise ConfigurationError(f"locks must be {_LOCKS}, got {type(locks).__name__}")
+    for name, lock in locks.items():
+        if not isinstance(name, str) or not (isinstance(lock, Lock) and callable(lock.stats)):
+            raise ConfigurationError(f"locks must be {_LOCKS}; got a {type(lock).__name__}")
     return dict(locks)
 
 
@@ -95,31 +122,39 @@ def collect_stats(
             keys, sizes.
         tmdb: A :class:`TmdbClient`: requests, upstream calls, cache hits,
             coalesced waiters, retries, 429s, errors, latency p50/p95.
-        locks: An :class:`AsyncLock` / :class:`PgAdvisoryLock` or a mapping
-            of names to them: held keys, waiting tasks, contention, timeouts.
+        locks: A lock -- any seerrperf lock, or an object of your own whose
+            ``stats()`` returns something with ``as_dict()`` -- or a mapping
+            of names to locks: held keys, waiting tasks, contention, timeouts.
 
     Returns:
         ``{"collected_at": ISO time, "pool": ..., "caches": ..., "tmdb": ...,
         "locks": ...}`` with only the sections given.
 
     Raises:
-        ConfigurationError: nothing was given to collect.
+        ConfigurationError: nothing was given to collect, or an argument is
+            not of a kind it can collect (checked before anything is read).
     """
     if pool is None and caches is None and tmdb is None and locks is None:
         raise ConfigurationError("collect_stats needs at least one of pool, caches, tmdb, locks")
+    if pool is not None:
+        _validate.instance(
+            "pool", pool, (ConnectionPool, AsyncConnectionPool), "a psycopg_pool pool"
+        )
+    if tmdb is not None:
+        _validate.instance("tmdb", tmdb, TmdbClient, "a TmdbClient")
+    named_caches = None if caches is None else _named_caches(caches)
+    named_locks = None if locks is None else _named_locks(locks)
     snapshot: dict[str, Any] = {
         "collected_at": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
     }
     if pool is not None:
         snapshot["pool"] = pool_stats(pool)
-    if caches is not None:
-        snapshot["caches"] = {
-            name: cache.stats().as_dict() for name, cache in _named_caches(caches).items()
-        }
+    if named_caches is not None:
+        snapshot["caches"] = {name: cache.stats().as_dict() for name, cache in named_caches.items()}
     if tmdb is not None:
         snapshot["tmdb"] = tmdb.stats().as_dict()
-    if locks is not None:
+    if named_locks is not None:
         snapshot["locks"] = {
-            name: lock.stats().as_dict() for name, lock in _named_locks(locks).items()
+            name: dict(lock.stats().as_dict()) for name, lock in named_locks.items()
         }
     return snapshot
