@@ -8,17 +8,33 @@
   cancelling a caller never cancels work other callers share.
 - :class:`StartSpacer`: start times ``1 / rate`` seconds apart (rate limits).
 - :func:`percentile`: the one percentile used in statistics and reports.
+- :class:`LatencyHistogram`: durations as cumulative bucket counts (what a
+  Prometheus histogram needs) plus a recent window for percentiles.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import collections
 import contextvars
 import math
+import threading
 from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-__all__ = ["Clock", "StartSpacer", "current_loop", "current_task", "percentile", "spawn_detached"]
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "Clock",
+    "HistogramSnapshot",
+    "LatencyHistogram",
+    "StartSpacer",
+    "current_loop",
+    "current_task",
+    "percentile",
+    "spawn_detached",
+]
 
 Clock: TypeAlias = Callable[[], float]
 """A monotonic clock in seconds, like ``time.monotonic``."""
@@ -138,3 +154,70 @@ def percentile(values: Iterable[float], q: float) -> float:
     high = min(low + 1, len(ordered) - 1)
     fraction = position - low
     return ordered[low] + (ordered[high] - ordered[low]) * fraction
+
+
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+"""Upper bounds in seconds (Prometheus' defaults); ``+Inf`` is implied."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramSnapshot:
+    """A consistent copy of a :class:`LatencyHistogram`.
+
+    Attributes:
+        buckets: ``(upper bound in seconds, observations <= it)``, cumulative,
+            ending with ``(inf, count)``.
+        count: Observations in all.
+        sum: Their total, in seconds.
+        recent: The latest observations (seconds), oldest first, for percentiles.
+    """
+
+    buckets: tuple[tuple[float, int], ...]
+    count: int
+    sum: float
+    recent: tuple[float, ...]
+
+
+class LatencyHistogram:
+    """Durations counted into fixed buckets, plus a window of the latest ones.
+
+    :meth:`observe` costs one bisect and a few additions under a lock, so it
+    is safe from threads and cheap next to the request it times. Counts only
+    grow (Prometheus counter semantics); the recent window feeds percentiles.
+
+    Args:
+        buckets: Increasing upper bounds in seconds.
+        window: How many recent observations to keep.
+    """
+
+    __slots__ = ("_bounds", "_counts", "_lock", "_recent", "_sum")
+
+    def __init__(self, buckets: Iterable[float] = DEFAULT_BUCKETS, window: int = 2048) -> None:
+        self._bounds = tuple(buckets)
+        self._counts = [0] * (len(self._bounds) + 1)
+        self._sum = 0.0
+        self._recent: collections.deque[float] = collections.deque(maxlen=window)
+        self._lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        """Count one duration of ``seconds``."""
+        index = bisect.bisect_left(self._bounds, seconds)
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += seconds
+            self._recent.append(seconds)
+
+    def snapshot(self) -> HistogramSnapshot:
+        """Return a consistent copy of the counts."""
+        with self._lock:
+            counts = list(self._counts)
+            total = self._sum
+            recent = tuple(self._recent)
+        cumulative: list[tuple[float, int]] = []
+        running = 0
+        for bound, count in zip((*self._bounds, math.inf), counts, strict=True):
+            running += count
+            cumulative.append((bound, running))
+        return HistogramSnapshot(tuple(cumulative), running, total, recent)

@@ -180,7 +180,7 @@ class BaseTmdbClient(Generic[_TransportT]):
         """Return a snapshot of the counters (cache figures come from :attr:`cache`)."""
         cache = self._cache.stats(sizes=False)
         upstream = self._transport
-        latencies = list(upstream.latencies)
+        latencies = [seconds * 1000.0 for seconds in upstream.latency.snapshot().recent]
         return TmdbStats(
             requests=self._requests,
             upstream_calls=upstream.upstream_calls,

@@ -18,7 +18,6 @@ Two layers, as in httpx's ``BaseClient`` and its twins:
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import math
@@ -46,7 +45,7 @@ from seerrperf._errors import (
     TmdbUnavailable,
 )
 from seerrperf._redact import redact
-from seerrperf._runtime import Clock, StartSpacer
+from seerrperf._runtime import Clock, LatencyHistogram, StartSpacer
 
 from .policy import backoff_delay, check_base_url, retry_after_seconds
 
@@ -278,7 +277,7 @@ class Exchange:
     def answered(self, status: int, headers: Mapping[str, str], body: bytes) -> Decision:
         """Decide after a response with ``status``, ``headers`` and ``body``."""
         transport = self._transport
-        transport.latencies.append((time.perf_counter() - self._sent_at) * 1000.0)
+        transport.latency.observe(time.perf_counter() - self._sent_at)
         if 200 <= status < 300:
             return self._parse(status, body)
         message = self._describe(f"HTTP {status}{_status_message(body)}")
@@ -394,12 +393,12 @@ class BaseTransport:
         )
         self.throttle = Throttle(rps, clock)
         self.closed = False
-        # Counters, read by the client's stats(); latencies in ms, recent window.
+        # Counters, read by the client's stats(); upstream latency in seconds.
         self.upstream_calls = 0
         self.retries = 0
         self.rate_limited = 0
         self.errors = 0
-        self.latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
+        self.latency = LatencyHistogram(window=LATENCY_WINDOW)
         _LOG_FILTER.register(self.credentials)
 
     def __repr__(self) -> str:
