@@ -36,7 +36,7 @@ class Lock(Protocol):
     def stats(self) -> _Snapshot: ...
 
 
-Caches: TypeAlias = CacheManager | Mapping[str, NamedCache] | Iterable[NamedCache]
+Caches: TypeAlias = CacheManager | NamedCache | Mapping[str, NamedCache] | Iterable[NamedCache]
 Tmdb: TypeAlias = BaseTmdbClient[Any]
 """A TMDB client, sync or async (both share :class:`BaseTmdbClient`)."""
 

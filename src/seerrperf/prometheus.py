@@ -29,8 +29,7 @@ import glob
 import logging
 import os
 import threading
-import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -419,22 +418,40 @@ def _forget_dead_processes(directory: str) -> None:
             mark_process_dead(int(pid), directory)  # type: ignore[no-untyped-call]
 
 
-class _FlushFirst(Collector):
-    """Registered before the ``MultiProcessCollector``: brings the files up to date."""
+def _written(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except FileNotFoundError:  # a dead process's live gauges, just removed
+        return False
 
-    def __init__(self, exporter: PrometheusExporter) -> None:
-        self._exporter = weakref.ref(exporter)
+
+class _Fleet(Collector):
+    """The whole directory, after this process has copied its figures into it.
+
+    prometheus_client's ``MultiProcessCollector`` fails the whole scrape on a
+    file that is still 0 bytes: each process creates its file before sizing
+    it, and one killed in between leaves it so for good (prometheus/
+    client_python#1199). An empty file holds nothing yet, so it is skipped.
+    The collector holds the exporter, so an application that keeps only the
+    registry (``make_asgi_app(PrometheusExporter(...).registry)``) keeps it
+    working.
+    """
+
+    def __init__(self, exporter: PrometheusExporter, directory: str) -> None:
+        self._exporter = exporter
+        self._directory = directory
 
     def collect(self) -> Iterator[Metric]:
-        exporter = self._exporter()
-        if exporter is not None:
-            exporter.flush()
-            assert exporter.directory is not None
-            _forget_dead_processes(exporter.directory)
-        return iter(())
+        self._exporter.flush()
+        _forget_dead_processes(self._directory)
+        files = [f for f in glob.glob(os.path.join(self._directory, "*.db")) if _written(f)]
+        merged: Iterable[Metric] = MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        return iter(merged)
 
 
-_EXPORTERS: weakref.WeakSet[PrometheusExporter] = weakref.WeakSet()
+# Multiprocess exporters run until closed: each copies its figures at exit and
+# around forks, also when the application kept no reference to it.
+_EXPORTERS: set[PrometheusExporter] = set()
 _EXPORTERS_LOCK = threading.Lock()
 _HOOKS_INSTALLED = False
 
@@ -475,17 +492,6 @@ def _after_fork_in_child() -> None:
 def _at_exit() -> None:
     for exporter in list(_EXPORTERS):
         exporter._flush_logged()
-
-
-def _flush_periodically(
-    exporter: weakref.ref[PrometheusExporter], stop: threading.Event, interval: float
-) -> None:
-    while not stop.wait(interval):
-        alive = exporter()
-        if alive is None:
-            return
-        alive._flush_logged()
-        del alive
 
 
 class PrometheusExporter:
@@ -569,8 +575,7 @@ class PrometheusExporter:
         self._sources = _Sources(pool, caches, tmdb, locks)
         self._mirror = _Mirror()
         self.registry = CollectorRegistry()
-        self.registry.register(_FlushFirst(self))
-        MultiProcessCollector(self.registry, path=directory)  # type: ignore[no-untyped-call]
+        self.registry.register(_Fleet(self, directory))
         _track(self)
         self._start_flushing()
 
@@ -638,12 +643,16 @@ class PrometheusExporter:
         if self._interval is None or self._stop.is_set():
             return
         self._thread = threading.Thread(
-            target=_flush_periodically,
-            args=(weakref.ref(self), self._stop, self._interval),
+            target=self._flush_periodically,
+            args=(self._stop, self._interval),
             name="seerrperf-metrics",
             daemon=True,
         )
         self._thread.start()
+
+    def _flush_periodically(self, stop: threading.Event, interval: float) -> None:
+        while not stop.wait(interval):
+            self._flush_logged()
 
     def _before_fork(self) -> None:
         self._lock.acquire()
