@@ -473,24 +473,30 @@ def _track(exporter: PrometheusExporter) -> None:
 def _before_fork() -> None:
     # gunicorn --preload forks workers from a process that may have counted
     # already: it pushes that into its own file, and the children inherit
-    # the baselines, so nothing is counted twice. Each exporter's lock stays
-    # held across the fork, so no child inherits it mid-push.
-    for exporter in list(_EXPORTERS):
+    # the baselines, so nothing is counted twice. The locks stay held across
+    # the fork, so no child inherits an exporter mid-push and none is added
+    # or closed meanwhile.
+    _EXPORTERS_LOCK.acquire()
+    for exporter in _EXPORTERS:
         exporter._before_fork()
 
 
 def _after_fork_in_parent() -> None:
-    for exporter in list(_EXPORTERS):
+    for exporter in _EXPORTERS:
         exporter._after_fork(child=False)
+    _EXPORTERS_LOCK.release()
 
 
 def _after_fork_in_child() -> None:
-    for exporter in list(_EXPORTERS):
+    for exporter in _EXPORTERS:
         exporter._after_fork(child=True)
+    _EXPORTERS_LOCK.release()
 
 
 def _at_exit() -> None:
-    for exporter in list(_EXPORTERS):
+    with _EXPORTERS_LOCK:
+        exporters = list(_EXPORTERS)
+    for exporter in exporters:
         exporter._flush_logged()
 
 
@@ -504,9 +510,10 @@ class PrometheusExporter:
     multiprocess files: once a second from a background thread, and at every
     scrape for the process answering it, which then reports the whole fleet
     (counters summed over every process that ever ran, gauges over the live
-    ones). Nothing is added to the request path. Create one exporter per
-    process (under gunicorn ``--preload`` the workers inherit it: the
-    background thread restarts in each).
+    ones). Nothing is added to the request path; the objects' ``stats()``
+    are read from the background thread. Create one exporter per process
+    (under gunicorn ``--preload`` the workers inherit it: the background
+    thread restarts in each); it runs until :meth:`close`.
 
     Args:
         pool: A psycopg_pool pool; metrics labelled ``pool="<name>"``.
