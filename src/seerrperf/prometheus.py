@@ -299,9 +299,14 @@ class _Mirror:
     level (``livesum``: summed over the live processes). The latency
     histogram is replayed: the observations since the previous push are the
     newest of the histogram's recent window, observed one by one.
+
+    Args:
+        registry: Where the metrics are also registered (the arithmetic's
+            tests read them there); the multiprocess files need none.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self._registry = registry
         self._metrics: dict[str, Counter | Gauge] = {}
         self._counted: dict[tuple[str, str], float] = {}  # counter values pushed
         self._levels: dict[tuple[str, str], float] = {}  # gauge values set
@@ -322,9 +327,15 @@ class _Mirror:
         if metric is None:
             labels = _labels(family.label)
             metric = (
-                Counter(spec.name, spec.help, labels, registry=None)
+                Counter(spec.name, spec.help, labels, registry=self._registry)
                 if spec.counter
-                else Gauge(spec.name, spec.help, labels, registry=None, multiprocess_mode="livesum")
+                else Gauge(
+                    spec.name,
+                    spec.help,
+                    labels,
+                    registry=self._registry,
+                    multiprocess_mode="livesum",
+                )
             )
             self._metrics[spec.name] = metric
         return metric
@@ -353,7 +364,7 @@ class _Mirror:
         bounds = [bound for bound, _ in latency.buckets[:-1]]
         if self._histogram is None:
             self._histogram = Histogram(
-                LATENCY_METRIC, _LATENCY_HELP, buckets=bounds, registry=None
+                LATENCY_METRIC, _LATENCY_HELP, buckets=bounds, registry=self._registry
             )
         # A smaller count means a new client: all of its observations are new.
         before = self._latency if latency.count >= self._latency.count else None
