@@ -31,7 +31,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 try:
     from prometheus_client import Counter, Gauge, Histogram, values
@@ -58,7 +58,7 @@ from ._stats import Caches, Lock, Tmdb, collect_stats, upstream_latency
 
 __all__ = ["MULTIPROC_DIR_ENV", "PrometheusExporter", "SeerrperfCollector"]
 
-MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MULTIPROC_DIR_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 """The environment variable that switches prometheus_client to multiprocess mode."""
 
 _log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ _SECTIONS: tuple[tuple[str, str | None, tuple[_Spec, ...]], ...] = (
     ("tmdb", None, _TMDB),
     ("locks", "lock", _LOCK),
 )
-LATENCY_METRIC = "seerrperf_tmdb_upstream_latency_seconds"
+LATENCY_METRIC: Final = "seerrperf_tmdb_upstream_latency_seconds"
 _LATENCY_HELP = "Time TMDB took to answer an HTTP request (each retry counts)."
 
 
@@ -570,6 +570,8 @@ class PrometheusExporter:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._failing = False
+        self.registry: CollectorRegistry
+        """The registry to serve (``make_asgi_app(exporter.registry)``)."""
         if directory is None:
             self.registry = CollectorRegistry() if registry is None else registry
             self.registry.register(
