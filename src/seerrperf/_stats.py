@@ -25,7 +25,11 @@ __all__ = ["Caches", "Lock", "Tmdb", "collect_stats", "pool_stats", "upstream_la
 
 
 class _Snapshot(Protocol):
-    def as_dict(self) -> Mapping[str, Any]: ...
+    """A statistics snapshot: a frozen ``*Stats`` dataclass, or anything alike."""
+
+    def as_dict(self) -> Mapping[str, Any]:
+        """Return the figures, JSON-ready."""
+        ...
 
 
 @runtime_checkable
@@ -33,7 +37,9 @@ class Lock(Protocol):
     """Anything whose ``stats()`` returns a snapshot with ``as_dict()``: every
     seerrperf lock, or a lock of the application's own."""
 
-    def stats(self) -> _Snapshot: ...
+    def stats(self) -> _Snapshot:
+        """Return the lock's current figures."""
+        ...
 
 
 Caches: TypeAlias = CacheManager | NamedCache | Mapping[str, NamedCache] | Iterable[NamedCache]
