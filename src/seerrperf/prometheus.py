@@ -288,9 +288,6 @@ class SeerrperfCollector(Collector):
 # --- several processes ---------------------------------------------------------------
 
 
-# --- several processes ---------------------------------------------------------------
-
-
 class _Mirror:
     """Our figures copied into prometheus_client metrics, whose multiprocess mode
     writes them to one file per process and sums them at scrape time.
@@ -616,9 +613,9 @@ class PrometheusExporter:
     def flush(self) -> None:
         """Copy this process's figures into the multiprocess files now.
 
-        Scrapes and the background thread call it; call it yourself for
-        exact figures at a moment of your choosing (``flush_interval=None``,
-        or before a process ends on purpose). Does nothing in one process.
+        Scrapes, the background thread and the process's exit call it; call
+        it yourself for exact figures at a moment of your choosing (with
+        ``flush_interval=None``, say). Does nothing in one process.
         """
         if self._mirror is None:
             return
