@@ -50,7 +50,7 @@ from seerrperf import (
     private_headers,
     swr_headers,
 )
-from seerrperf.prometheus import SeerrperfCollector
+from seerrperf.prometheus import PrometheusExporter, SeerrperfCollector
 from seerrperf.testing import (
     EmbeddedPostgres,
     EmbeddedRedis,
@@ -221,5 +221,10 @@ async def async_side() -> None:
         await client.aclose()
 
         snapshot: dict[str, Any] = collect_stats(pool=pool, caches=CacheManager(), locks=lock)
-        collector = SeerrperfCollector(pool=pool)
-        del snapshot, collector
+        sized: dict[str, Any] = collect_stats(caches=CacheManager(), sizes=True)
+        collector = SeerrperfCollector(pool=pool, tmdb=client)
+        exporter = PrometheusExporter(pool=pool, flush_interval=None)
+        fleet: bool = exporter.multiprocess
+        exporter.flush()
+        exporter.close()
+        del snapshot, sized, collector, fleet
