@@ -1,4 +1,4 @@
-"""``create_app(settings)``: the media-request service, in either build, on ``seerrperf.fastapi``."""
+"""``create_app(settings)``: the media-request service, either build, on ``seerrperf.fastapi``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from seerrperf import (
     ConfigurationError,
     PoolSettings,
     TmdbNotFound,
-    health_report,
     image_url,
     immutable_headers,
     is_not_modified,
@@ -32,7 +31,6 @@ from seerrperf.fastapi import Caches, Seerrperf, json_body, json_response
 from .schema import DuplicateRequest, QuotaExceeded, create_request, user_requests, user_stats
 from .services import (
     HEALTH_TIMEOUT,
-    ConnectPerRequest,
     Services,
     naive_services,
     seerrperf_services,
@@ -192,36 +190,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     sp.install(app)  # both builds: 503 for outages, no-store errors, body limit, safe redirects
-    if given.naive:
-
-        @app.get("/api/health")
-        async def liveness() -> Response:
-            """Liveness: the process answers. Never touches the database."""
-            body = '{"status":"pass"}'
-            return Response(body, media_type="application/health+json", headers=no_store_headers())
-
-        @app.get("/api/health/ready")
-        async def readiness(svc: Svc) -> Response:
-            """Readiness: a new connection answers ``SELECT 1`` within 2 s, or not."""
-            assert isinstance(svc.db, ConnectPerRequest)
-            report = health_report(await svc.db.check_health(), version=seerrperf.__version__)
-            return Response(report.json(), report.status_code, headers=dict(report.headers))
-
-    else:
-        app.include_router(
-            sp.health_router(
-                live_path="/api/health",
-                ready_path="/api/health/ready",
-                version=seerrperf.__version__,
-            )
+    app.include_router(
+        sp.health_router(
+            live_path="/api/health",
+            ready_path="/api/health/ready",
+            version=seerrperf.__version__,
+            # The naive build asks a new connection instead of the pool.
+            check=(lambda: app.state.services.db.check_health()) if given.naive else None,
         )
+    )
 
     # --- requests -------------------------------------------------------------------
 
     @app.post("/api/v1/request", status_code=201)
-    async def new_request(
-        user: User, body: NewRequestBody, request: Request, svc: Svc
-    ) -> Response:
+    async def new_request(user: User, body: NewRequestBody, request: Request, svc: Svc) -> Response:
         """Request a movie or show: 201, 409 if it is requested already, 403 over quota."""
         try:  # outside the lock: keep the critical section to the check and the write
             media = await svc.details.one(body.mediaType, body.mediaId)

@@ -22,6 +22,8 @@ from seerrperf._errors import ConfigurationError
 from seerrperf._pg import PoolSettings
 from seerrperf._tmdb import TtlPolicy
 
+from .limits import MAX_BODY_LIMIT
+
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "ENVIRONMENT", "TMDB_OPTIONS", "IntegrationConfig"]
 
 DEFAULT_MAX_BODY_SIZE: Final = 1_048_576
@@ -120,7 +122,7 @@ class IntegrationConfig:
             "health_timeout", self.health_timeout, allow_zero=False, maximum=MAX_HEALTH_TIMEOUT
         )
         if self.max_body_size is not None:
-            _validate.count("max_body_size", self.max_body_size)
+            _validate.count("max_body_size", self.max_body_size, maximum=MAX_BODY_LIMIT)
 
     # -- building one ------------------------------------------------------------------
 
@@ -139,7 +141,9 @@ class IntegrationConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], *, source: str = "settings") -> IntegrationConfig:
+    def from_mapping(
+        cls, values: Mapping[str, Any], *, source: str = "settings"
+    ) -> IntegrationConfig:
         """Build one from a mapping keyed by field names, in any case.
 
         For framework configuration: ``SEERRPERF = {"TMDB_ACCESS_TOKEN": ...}``
@@ -167,9 +171,7 @@ class IntegrationConfig:
         return cls(**fields)
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **fields: Any
-    ) -> IntegrationConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **fields: Any) -> IntegrationConfig:
         """Build one from the environment, with explicit ``fields`` winning.
 
         Reads ``DATABASE_URL``, ``TMDB_API_TOKEN`` (a v4 read access token),

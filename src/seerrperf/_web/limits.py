@@ -13,6 +13,11 @@ from seerrperf import _validate
 
 __all__ = ["BodyCounter", "declared_length"]
 
+MAX_BODY_LIMIT = 2**53
+"""The largest limit one may set (9 PB): every declared length above it is too large."""
+_MAX_DIGITS = 18
+_HUGE = 2**63
+
 
 def declared_length(value: str | bytes | None) -> int | None:
     """Read a ``Content-Length`` value leniently, as a peer sent it.
@@ -26,6 +31,8 @@ def declared_length(value: str | bytes | None) -> int | None:
         list of identical values, ``"42, 42"``). Never raises: a server in
         front has usually refused a malformed length already, and a length
         we cannot read is simply not trusted -- the bytes are counted instead.
+        A length of more than 18 digits reads as ``2**63``, more than any
+        limit (``int()`` would refuse one of more than 4300 digits).
     """
     if value is None:
         return None
@@ -36,7 +43,8 @@ def declared_length(value: str | bytes | None) -> int | None:
     (member,) = members
     if not member.isascii() or not member.isdigit():
         return None
-    return int(member)
+    digits = member.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MAX_DIGITS else _HUGE
 
 
 class BodyCounter:
@@ -46,13 +54,13 @@ class BodyCounter:
         limit: The largest body accepted, in bytes.
 
     Raises:
-        ConfigurationError: ``limit`` is not an integer >= 0.
+        ConfigurationError: ``limit`` is not an integer in ``0..2**53``.
     """
 
     __slots__ = ("limit", "received")
 
     def __init__(self, limit: int) -> None:
-        self.limit = _validate.count("max_body_size", limit)
+        self.limit = _validate.count("max_body_size", limit, maximum=MAX_BODY_LIMIT)
         self.received = 0
 
     def too_large(self, declared: int | None) -> bool:
