@@ -8,6 +8,7 @@ import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,11 +22,12 @@ from media_app import Settings, create_app, serve
 from media_app.services import HEALTH_TIMEOUT
 from seerrperf import ConfigurationError, etag_for
 from seerrperf.testing import EmbeddedPostgres, FakeTmdb
-from tests._support import SENTINEL
+from tests._support import SENTINEL, uvicorn_workers
 
 pytestmark = pytest.mark.anyio
 
 ADMIN = {"X-Admin-Token": SENTINEL}
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def user(n: int) -> dict[str, str]:
@@ -537,3 +539,37 @@ async def test_redirects_never_come_from_the_host_header(database: str) -> None:
         slash = await client.get("/api/health/", headers={"Host": "evil.example"})
     assert slash.status_code == 307
     assert slash.headers["location"] == "/api/health"
+
+
+@pytest.mark.slow
+async def test_four_uvicorn_workers_make_one_row_per_title(database: str, tmp_path: Path) -> None:
+    """Issue 17: the app under ``uvicorn --workers 4`` with advisory locks."""
+    fake = FakeTmdb(api_key="tmdb-key", latency=0.05)
+    async with fake.serve() as tmdb:
+        env = {
+            "DATABASE_URL": database,
+            "TMDB_API_KEY": "tmdb-key",
+            "TMDB_BASE_URL": tmdb,
+            "TMDB_IMAGE_BASE_URL": tmdb.removesuffix("/3") + "/t/p",
+            "MEDIA_APP_LOCK": "advisory",
+        }
+        async with uvicorn_workers(
+            "media_app:create_app", "--factory", "--app-dir", str(EXAMPLES),
+            env=env, workers=4, socket_dir=tmp_path,
+        ) as client:  # fmt: skip
+            statuses: list[int] = []
+
+            async def post(n: int) -> None:
+                response = await client.post(
+                    "/api/v1/request", json=body("tv", 1399), headers=user(n)
+                )
+                statuses.append(response.status_code)
+
+            async with anyio.create_task_group() as tg:
+                for n in range(1, 21):
+                    tg.start_soon(post, n)
+                for _ in range(40):
+                    tg.start_soon(client.get, "/api/v1/movie/604")
+    assert sorted(statuses) == [201] + [409] * 19
+    assert active_rows(database, 1399) == 1
+    assert 1 <= fake.stats().requests_by_path["/3/movie/604"] <= 4
