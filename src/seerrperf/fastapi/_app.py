@@ -13,7 +13,9 @@ import anyio
 from fastapi import APIRouter
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from seerrperf import _validate
 from seerrperf._cache import CacheManager
@@ -387,21 +389,17 @@ class Seerrperf:
         """
         probe = self.check_health if check is None else check
 
-        async def live() -> Response:
+        async def live(request: Request) -> Response:
             return Response(_LIVE_BODY, media_type=_HEALTH_JSON, headers=no_store_headers())
 
-        async def ready() -> Response:
+        async def ready(request: Request) -> Response:
             report = health_report(await self._bounded(probe), version=version)
             return Response(report.json(), report.status_code, headers=dict(report.headers))
 
-        router = APIRouter()
-        for path, endpoint, name in ((live_path, live, "live"), (ready_path, ready, "ready")):
-            router.add_api_route(
-                path,
-                endpoint,
-                methods=["GET"],
-                name=f"seerrperf_{name}",
-                include_in_schema=include_in_schema,
-                response_class=Response,
-            )
-        return router
+        # Plain Starlette routes: they also work mounted in a Starlette app.
+        routes: list[BaseRoute] = [
+            Route(path, endpoint, methods=["GET"], name=f"seerrperf_{name}",
+                  include_in_schema=include_in_schema)
+            for path, endpoint, name in ((live_path, live, "live"), (ready_path, ready, "ready"))
+        ]  # fmt: skip
+        return APIRouter(routes=routes)

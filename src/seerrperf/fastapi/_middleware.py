@@ -62,9 +62,11 @@ class GuardMiddleware:
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         relative_redirects: bool = True,
     ) -> None:
-        self.app = app
-        self.max_body_size = None if max_body_size is None else BodyCounter(max_body_size).limit
-        self.relative_redirects = _validate.flag("relative_redirects", relative_redirects)
+        self.app: ASGIApp = app
+        self.max_body_size: int | None = (
+            None if max_body_size is None else BodyCounter(max_body_size).limit
+        )
+        self.relative_redirects: bool = _validate.flag("relative_redirects", relative_redirects)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

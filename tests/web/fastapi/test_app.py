@@ -63,7 +63,8 @@ def build(sp: Seerrperf, app: FastAPI) -> FastAPI:
 
 @asynccontextmanager
 async def running(sp: Seerrperf, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = build(sp, FastAPI(lifespan=lambda app: sp.lifespan(app, **overrides)))
+    lifespan = (lambda app: sp.lifespan(app, **overrides)) if overrides else sp.lifespan
+    app = build(sp, FastAPI(lifespan=lifespan))
     async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
         yield client
 
@@ -245,3 +246,42 @@ async def test_a_tmdb_outage_answers_503(postgres_dsn: str) -> None:
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert response.json()["type"].endswith("#upstream-unavailable")
+
+
+async def test_a_plain_starlette_app(postgres_dsn: str) -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Mount, Route
+
+    sp = Seerrperf(database_url=postgres_dsn)
+
+    async def answer(request: Request) -> Response:
+        async with sp.pool.connection() as conn:
+            row = await (await conn.execute("SELECT 42")).fetchone()
+        return JSONResponse({"answer": row[0] if row else None})
+
+    health = sp.health_router(live_path="/live", ready_path="/ready")
+    app = Starlette(
+        lifespan=sp.lifespan,
+        routes=[Route("/answer", answer), Mount("/health", app=health)],
+    )
+    sp.install(app)
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        answered = await client.get("/answer")
+        ready = await client.get("/health/ready")
+        live = await client.get("/health/live")
+        missing = await client.get("/nowhere")
+    assert answered.json() == {"answer": 42}
+    assert (ready.status_code, live.status_code) == (200, 200)
+    assert ready.headers["content-type"] == "application/health+json"
+    assert missing.status_code == 404
+    assert missing.headers["cache-control"] == "no-store"
+
+
+async def test_a_tmdb_argument_the_client_refuses_stops_the_start(postgres_dsn: str) -> None:
+    sp = Seerrperf(database_url=postgres_dsn, tmdb_api_key="k", tmdb_options={"timeout": -1})
+    with pytest.raises(ConfigurationError, match="timeout"):
+        async with sp.lifespan(FastAPI()):
+            pass
+    assert repr(sp).startswith("<Seerrperf stopped")
