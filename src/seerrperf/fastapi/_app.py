@@ -141,6 +141,7 @@ class Seerrperf:
             else _validate.instance("caches", caches, CacheManager, "a CacheManager")
         )
         self._running: _Running | None = None
+        self._entered = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Seerrperf:
@@ -306,9 +307,18 @@ class Seerrperf:
                 refuses an argument.
             SeerrperfError: a lifespan of this object is already running.
         """
-        if self._running is not None:
+        if self._entered:
             raise SeerrperfError("this Seerrperf is already running (one lifespan at a time)")
         config = self._config.replace(**overrides) if overrides else self._config
+        self._entered = True  # before the first await: a second start cannot slip in
+        try:
+            async with self._open(app, config):
+                yield
+        finally:
+            self._entered = False
+
+    @asynccontextmanager
+    async def _open(self, app: Starlette, config: IntegrationConfig) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             pool = async_pool_factory(**config.pool_arguments())
             await stack.enter_async_context(pool)

@@ -285,3 +285,24 @@ async def test_a_tmdb_argument_the_client_refuses_stops_the_start(postgres_dsn: 
         async with sp.lifespan(FastAPI()):
             pass
     assert repr(sp).startswith("<Seerrperf stopped")
+
+
+async def test_two_starts_at_once_cannot_both_run(postgres_dsn: str) -> None:
+    sp = Seerrperf(database_url=postgres_dsn)
+    outcomes: list[str] = []
+    release = anyio.Event()
+
+    async def start() -> None:
+        try:
+            async with sp.lifespan(FastAPI()):
+                outcomes.append("ran")
+                await release.wait()
+        except SeerrperfError:
+            outcomes.append("refused")
+            release.set()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(start)
+            tg.start_soon(start)
+    assert sorted(outcomes) == ["ran", "refused"]
