@@ -373,3 +373,17 @@ def test_importing_seerrperf_imports_no_web_framework() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["[]", "True"]
+
+
+async def test_relative_redirects_can_be_turned_off() -> None:
+    absolute = FastAPI()
+    Seerrperf().install(absolute, relative_redirects=False)
+
+    @absolute.get("/slash/")
+    async def slash() -> dict[str, bool]:
+        return {"ok": True}
+
+    transport = httpx.ASGITransport(app=absolute)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/slash")
+    assert response.headers["location"] == "http://test/slash/"
