@@ -38,6 +38,7 @@ from ._config import PREFIX
 from ._ext import EXTENSION_KEY, Lock, Seerrperf
 from ._guard import WsgiGuard
 from ._handlers import add_error_handlers
+from ._process import PerProcess
 from ._responses import json_response
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "EXTENSION_KEY",
     "PREFIX",
     "Lock",
+    "PerProcess",
     "Seerrperf",
     "WsgiGuard",
     "add_error_handlers",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
@@ -41,6 +40,7 @@ from seerrperf._web import IntegrationConfig
 from ._config import FlaskConfig
 from ._guard import WsgiGuard
 from ._handlers import add_error_handlers
+from ._process import PerProcess
 
 __all__ = ["EXTENSION_KEY", "Lock", "Seerrperf"]
 
@@ -79,42 +79,9 @@ class _Objects:
 class _AppState:
     """One app's checked configuration and this process's objects for it."""
 
-    def __init__(self, config: FlaskConfig) -> None:
+    def __init__(self, config: FlaskConfig, make: Callable[[FlaskConfig], _Objects]) -> None:
         self.config = config
-        self.objects: _Objects | None = None
-        self.guard = threading.Lock()
-
-
-# Every app state of the process, for the fork and exit hooks.
-_STATES: weakref.WeakSet[_AppState] = weakref.WeakSet()
-# Objects a forked child inherited: never used, never closed there (the parent
-# owns their sockets), kept so no finaliser runs in the child's lifetime.
-_INHERITED: list[_Objects] = []
-
-
-def _forget_in_child() -> None:
-    """After a fork: the parent's objects are not the child's; new locks, no objects."""
-    for state in list(_STATES):
-        state.guard = threading.Lock()  # another thread may have held it at the fork
-        if state.objects is not None:
-            _INHERITED.append(state.objects)
-            state.objects = None
-
-
-def _close_all() -> None:
-    """At exit: close what this process made (each state once)."""
-    for state in list(_STATES):
-        objects, state.objects = state.objects, None
-        if objects is not None:
-            try:
-                objects.close()
-            except Exception:
-                logger.exception("seerrperf could not close its objects at exit")
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
-    os.register_at_fork(after_in_child=_forget_in_child)
-atexit.register(_close_all)
+        self.objects: PerProcess[_Objects] = PerProcess(lambda: make(config))
 
 
 class Seerrperf:
@@ -196,9 +163,7 @@ class Seerrperf:
             shared.tmdb_cache(self._caches)  # a size clash shows now, not at first use
         if app.config.get("MAX_CONTENT_LENGTH") is None and shared.max_body_size is not None:
             app.config["MAX_CONTENT_LENGTH"] = shared.max_body_size
-        state = _AppState(config)
-        self._states[app] = state
-        _STATES.add(state)
+        self._states[app] = _AppState(config, self._make)
         app.extensions[EXTENSION_KEY] = self
         add_error_handlers(app)
         app.wsgi_app = WsgiGuard(  # type: ignore[method-assign]
@@ -221,14 +186,7 @@ class Seerrperf:
         return state
 
     def _objects(self) -> _Objects:
-        state = self._state()
-        objects = state.objects
-        if objects is not None:
-            return objects
-        with state.guard:
-            if state.objects is None:
-                state.objects = self._make(state.config)
-            return state.objects
+        return self._state().objects()
 
     def _make(self, config: FlaskConfig) -> _Objects:
         shared = config.integration
@@ -348,7 +306,7 @@ class Seerrperf:
             SeerrperfError: the current app was not initialised.
             RuntimeError: no app context.
         """
-        objects = self._state().objects
+        objects = self._state().objects.peek()
         if objects is None:
             return collect_stats(caches=self._caches)
         return collect_stats(
@@ -364,10 +322,7 @@ class Seerrperf:
         """
         states = list(self._states.values()) if app is None else [self._states[app]]
         for state in states:
-            with state.guard:
-                objects, state.objects = state.objects, None
-            if objects is not None:
-                objects.close()
+            state.objects.close()
 
     # -- health and commands -----------------------------------------------------------
 
