@@ -303,6 +303,8 @@ def test_stats_count_every_lookup_once(clock: FakeClock) -> None:
         "hit_rate",
         "key_bytes",
         "value_bytes",
+        "load_timeouts",
+        "loads_rejected",
     }
 
 

@@ -34,12 +34,26 @@ from seerrperf._runtime import Clock, current_loop, spawn_detached
 from .flight import MISSING, THREADS, Flight, SingleFlight
 from .store import Store, approx_size
 
-__all__ = ["DEFAULT_MAXSIZE", "DEFAULT_TTL", "CacheStats", "NamedCache", "clock_argument"]
+__all__ = [
+    "DEFAULT_LOAD_TIMEOUT",
+    "DEFAULT_MAXSIZE",
+    "DEFAULT_TTL",
+    "CacheStats",
+    "NamedCache",
+    "clock_argument",
+]
 
 _T = TypeVar("_T")
 
 DEFAULT_TTL = 300.0
 DEFAULT_MAXSIZE = 10_000
+DEFAULT_LOAD_TIMEOUT = 30.0
+"""Seconds a shared load may take: the seed's query timeout, and gunicorn's worker timeout.
+
+A request that waited this long for one upstream answer has usually been
+given up by its client, its proxy or its worker manager already; anything
+longer only keeps the key blocked.
+"""
 
 
 def clock_argument(clock: Clock, timer: Clock | None, *, stacklevel: int) -> Clock:
@@ -66,6 +80,10 @@ def clock_argument(clock: Clock, timer: Clock | None, *, stacklevel: int) -> Clo
         )
         clock = timer
     return _validate.function("clock", clock)
+
+
+def _load_timeout(value: object) -> float:
+    return _validate.duration("load_timeout", value, allow_zero=False)
 
 
 def _window(arg: str, value: float | None) -> float:
@@ -97,7 +115,12 @@ class CacheStats:
             summed through builtin containers).
         value_bytes: Approximate memory held by the values, likewise.
         loading: Loader runs in progress now (a run whose key was set,
-            deleted or cleared meanwhile counts until it ends).
+            deleted or cleared meanwhile counts until it ends, and so does a
+            sync run past its ``load_timeout`` until its loader returns).
+        load_timeouts: Loads whose callers stopped waiting at the
+            ``load_timeout`` (also counted in ``load_errors``).
+        loads_rejected: Loads and refreshes not started because
+            ``max_loading`` runs were in progress.
     """
 
     name: str
@@ -113,6 +136,8 @@ class CacheStats:
     key_bytes: int
     value_bytes: int
     loading: int = 0
+    load_timeouts: int = 0
+    loads_rejected: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -131,6 +156,8 @@ class CacheStats:
             "coalesced": self.coalesced,
             "load_errors": self.load_errors,
             "loading": self.loading,
+            "load_timeouts": self.load_timeouts,
+            "loads_rejected": self.loads_rejected,
             "evictions": self.evictions,
             "keys": self.keys,
             "maxsize": self.maxsize,
@@ -151,13 +178,22 @@ class NamedCache:
         ttl: Default time to live of an entry, in seconds.
         maxsize: Most entries held; the least recently used goes first.
         clock: Monotonic clock returning seconds; pass a
-            :class:`seerrperf.testing.FakeClock` in tests.
+            :class:`seerrperf.testing.FakeClock` in tests. It decides
+            freshness, stale windows and refresh backoff; a reading that is
+            not a finite number raises :class:`ConfigurationError`.
         timer: Deprecated name of ``clock``.
+        load_timeout: Seconds a shared load may take before its callers get
+            :class:`CacheLoadTimeout` and the key is free for a new load
+            (real time, whatever ``clock`` is); each call may pass its own.
+        max_loading: Most loader runs in progress at once (distinct keys,
+            refreshes included); ``None`` means ``maxsize``. A load beyond it
+            fails at once with :class:`CacheOverloadedError`.
 
     Raises:
         ConfigurationError: ``name`` is not a non-empty printable string,
             ``ttl`` is not a finite number of seconds ``>= 0`` (at most ten
-            years), ``maxsize`` is not an integer ``>= 1``, ``clock`` is not
+            years), ``load_timeout`` not one ``> 0``, ``maxsize`` or
+            ``max_loading`` is not an integer ``>= 1``, ``clock`` is not
             callable, or both ``clock`` and ``timer`` are given.
     """
 
@@ -169,16 +205,24 @@ class NamedCache:
         maxsize: int = DEFAULT_MAXSIZE,
         clock: Clock = time.monotonic,
         timer: Clock | None = None,
+        load_timeout: float = DEFAULT_LOAD_TIMEOUT,
+        max_loading: int | None = None,
     ) -> None:
         self._name = _validate.name("name", name)
         self._ttl = _validate.duration("ttl", ttl)
         self._maxsize = _validate.count("maxsize", maxsize, minimum=1)
         self._clock = clock_argument(clock, timer, stacklevel=2)
+        self._load_timeout = _load_timeout(load_timeout)
+        self._max_loading = (
+            self._maxsize
+            if max_loading is None
+            else _validate.count("max_loading", max_loading, minimum=1)
+        )
         self._lock = threading.Lock()
         self._store = Store(self._maxsize, self._clock)
         self._lookup = self._store.__getitem__  # bound once: cheaper on the hit path
         self._flights = SingleFlight(
-            self._name, self._lock, self._store, self._clock, self._recount
+            self._name, self._lock, self._store, self._max_loading, self._recount
         )
         self._tasks: set[asyncio.Task[None]] = set()  # strong refs to asyncio loads
         self._hits = self._misses = self._stale_hits = 0
@@ -201,6 +245,16 @@ class NamedCache:
         """Most entries held at once."""
         return self._maxsize
 
+    @property
+    def load_timeout(self) -> float:
+        """Default seconds a shared load may take before its callers stop waiting."""
+        return self._load_timeout
+
+    @property
+    def max_loading(self) -> int:
+        """Most loader runs in progress at once."""
+        return self._max_loading
+
     # -- plain access -------------------------------------------------------
 
     def get(self, key: Hashable, default: Any = None) -> Any:
@@ -220,12 +274,14 @@ class NamedCache:
                 entry = self._lookup(key)  # touches the LRU order
             except KeyError:
                 self._misses += 1
+                self._store.now()  # a NaN clock makes every lookup miss: refuse it loudly
                 return default
             # When nothing is kept past expiry, cachetools has just checked freshness.
             if entry.keep_until == entry.fresh_until or self._clock() < entry.fresh_until:
                 self._hits += 1
                 return entry.value
             self._misses += 1
+            self._store.now()
             return default
         finally:
             self._lock.release()
@@ -313,6 +369,7 @@ class NamedCache:
             hits, misses, stale_hits = self._hits, self._misses, self._stale_hits
             loads, coalesced = flights.loads, flights.coalesced
             load_errors, loading = flights.load_errors, flights.running
+            load_timeouts, rejected = flights.load_timeouts, flights.rejected
             evictions = self._store.evictions
         return CacheStats(
             name=self._name,
@@ -328,6 +385,8 @@ class NamedCache:
             key_bytes=sum(approx_size(key) for key, _ in entries),
             value_bytes=sum(approx_size(entry.value) for _, entry in entries),
             loading=loading,
+            load_timeouts=load_timeouts,
+            loads_rejected=rejected,
         )
 
     # -- loading ------------------------------------------------------------
@@ -340,6 +399,7 @@ class NamedCache:
         *,
         stale_while_revalidate: float | None = None,
         stale_if_error: float | None = None,
+        load_timeout: float | None = None,
     ) -> _T:
         """Return the fresh value for ``key``, calling ``loader`` on a miss.
 
@@ -352,6 +412,13 @@ class NamedCache:
         (in a copy of the caller's ``contextvars`` context), so the thread
         that found the stale entry never waits for it.
 
+        The loader runs in the thread of the first caller, which waits for it
+        however long it takes (a thread cannot be stopped from outside). The
+        other callers wait at most until the load's ``load_timeout``: then
+        they get :class:`CacheLoadTimeout` (or the stale value inside the
+        stale-if-error window), the key is free for a new load, and the late
+        result is returned to its own thread only, never stored.
+
         Args:
             key: A hashable key.
             loader: Called without arguments to produce the value.
@@ -363,26 +430,35 @@ class NamedCache:
                 entry.
             stale_if_error: Seconds after expiry during which a failed load
                 returns the stale value instead of raising.
+            load_timeout: Seconds the load this call starts may take; ``None``
+                uses the cache's. A call that joins a running load waits
+                until that load's deadline.
 
         Returns:
             The cached, stale or loaded value.
 
         Raises:
             ConfigurationError: ``ttl`` or a window is not a finite number of
-                seconds ``>= 0``, ``loader`` is not callable (checked on a
-                miss), or ``loader`` returned an awaitable (use
-                :meth:`aget_or_set`).
+                seconds ``>= 0``, ``load_timeout`` not one ``> 0``, ``loader``
+                is not callable (checked on a miss), ``loader`` returned an
+                awaitable (use :meth:`aget_or_set`), or the cache's clock
+                returned something that is not a finite number.
+            CacheLoadTimeout: The shared load ran past its deadline.
+            CacheOverloadedError: ``max_loading`` loads were in progress.
             CacheLoadAbortedError: The shared loader run was interrupted by a
                 ``BaseException`` in the thread running it.
             Exception: Whatever ``loader`` raised, outside the stale-if-error window.
         """
         ttl = self._entry_ttl(ttl)
         swr, sie = self._windows(stale_while_revalidate, stale_if_error)
+        timeout = self._call_timeout(load_timeout)
         value = self.get(key, MISSING)
         if value is not MISSING:
             return cast(_T, value)
         _validate.function("loader", loader)
-        value, flight, leader = self._flights.begin(key, THREADS, ttl, swr, threading.Event)
+        value, flight, leader = self._flights.begin(
+            key, THREADS, ttl, swr, timeout, threading.Event
+        )
         if value is not MISSING:
             if leader:  # a stale hit that starts the key's one refresh
                 assert flight is not None
@@ -391,7 +467,8 @@ class NamedCache:
         assert flight is not None
         if leader:
             return self._load(flight, loader, sie)
-        flight.done.wait()
+        if not flight.done.wait(flight.remaining()):
+            self._flights.time_out(flight, run_ended=False)
         return cast(_T, self._flights.outcome(flight, sie))
 
     async def aget_or_set(
@@ -402,6 +479,7 @@ class NamedCache:
         *,
         stale_while_revalidate: float | None = None,
         stale_if_error: float | None = None,
+        load_timeout: float | None = None,
     ) -> _T:
         """Return the fresh value for ``key``, awaiting ``loader()`` on a miss.
 
@@ -414,6 +492,10 @@ class NamedCache:
         An entry is kept after it expires for the longest stale window ever
         requested from this cache, so it can be served stale.
 
+        A load still running at its ``load_timeout`` is cancelled; its callers
+        get :class:`CacheLoadTimeout` (or the stale value inside the
+        stale-if-error window) and the key is free for a new load.
+
         Args:
             key: A hashable key.
             loader: Called without arguments; its awaitable produces the value.
@@ -424,38 +506,56 @@ class NamedCache:
                 it. A failed refresh is logged and keeps the stale entry.
             stale_if_error: Seconds after expiry during which a failed load
                 returns the stale value instead of raising.
+            load_timeout: Seconds the load this call starts may take; ``None``
+                uses the cache's. A call that joins a running load waits
+                until that load's deadline.
 
         Returns:
             The cached, stale or loaded value.
 
         Raises:
             ConfigurationError: ``ttl`` or a window is not a finite number of
-                seconds ``>= 0``, or ``loader`` is not callable (checked on a
-                miss).
+                seconds ``>= 0``, ``load_timeout`` not one ``> 0``, ``loader``
+                is not callable (checked on a miss), or the cache's clock
+                returned something that is not a finite number.
+            CacheLoadTimeout: The shared load ran past its deadline.
+            CacheOverloadedError: ``max_loading`` loads were in progress.
             CacheLoadAbortedError: The shared load was cancelled (its event
                 loop is shutting down) before it finished.
             Exception: Whatever ``loader`` raised, outside the stale-if-error window.
         """
         ttl = self._entry_ttl(ttl)
         swr, sie = self._windows(stale_while_revalidate, stale_if_error)
+        timeout = self._call_timeout(load_timeout)
         value = self.get(key, MISSING)
         if value is not MISSING:
             return cast(_T, value)
         _validate.function("loader", loader)
-        value, flight, leader = self._flights.begin(key, current_loop(), ttl, swr, anyio.Event)
+        value, flight, leader = self._flights.begin(
+            key, current_loop(), ttl, swr, timeout, anyio.Event
+        )
         if leader:
             assert flight is not None
             self._spawn(flight, loader)
         if value is not MISSING:
             return cast(_T, value)
         assert flight is not None
-        await flight.done.wait()
+        # The load task cancels itself at the deadline; this bounds the wait
+        # even for a loader that ignores cancellation.
+        if not flight.done.is_set():
+            with anyio.move_on_after(flight.remaining()):
+                await flight.done.wait()
+            if not flight.done.is_set():
+                self._flights.time_out(flight, run_ended=False)
         return cast(_T, self._flights.outcome(flight, sie))
 
     # -- how each path counts, runs and starts a load -------------------------
 
     def _entry_ttl(self, ttl: float | None) -> float:
         return self._ttl if ttl is None else _validate.duration("ttl", ttl)
+
+    def _call_timeout(self, load_timeout: float | None) -> float:
+        return self._load_timeout if load_timeout is None else _load_timeout(load_timeout)
 
     def _windows(
         self, stale_while_revalidate: float | None, stale_if_error: float | None
@@ -521,7 +621,11 @@ class NamedCache:
         self, flight: Flight[anyio.Event], loader: Callable[[], Awaitable[Any]]
     ) -> None:
         try:
-            value = await loader()
+            with anyio.move_on_after(flight.remaining()) as deadline:
+                value = await loader()
+            if deadline.cancelled_caught:
+                self._flights.time_out(flight, run_ended=True)
+                return
         except Exception as exc:  # handed to the waiters; a detached task must not raise it
             self._flights.fail(flight, exc)
             return

@@ -11,26 +11,35 @@ Not thread-safe: the cache's lock guards every call.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from cachetools import Cache, TLRUCache
 
+from seerrperf._errors import ConfigurationError
 from seerrperf._runtime import Clock
 
 __all__ = ["Entry", "Store", "approx_size"]
 
 
 class Entry:
-    """One cached value and its two deadlines (clock seconds)."""
+    """One cached value, its two deadlines (clock seconds) and its refresh backoff.
 
-    __slots__ = ("fresh_until", "keep_until", "value")
+    ``failures`` counts the failed stale-while-revalidate refreshes of this
+    entry in a row, and no refresh starts before ``retry_at``; a successful
+    load replaces the entry, and so resets both.
+    """
+
+    __slots__ = ("failures", "fresh_until", "keep_until", "retry_at", "value")
 
     def __init__(self, value: Any, fresh_until: float, keep_until: float) -> None:
         self.value = value
         self.fresh_until = fresh_until
         self.keep_until = keep_until
+        self.failures = 0
+        self.retry_at = -math.inf
 
 
 def _keep_until(_key: Hashable, entry: Entry, _now: float) -> float:
@@ -79,8 +88,30 @@ class Store(_StoreBase):
         if ttl == 0:
             self.discard(key)
             return
-        fresh_until = self._clock() + ttl
+        fresh_until = self.now() + ttl
         self[key] = Entry(value, fresh_until, fresh_until + self.stale_window)
+
+    def now(self) -> float:
+        """Read the clock, refusing a reading that is not a finite number of seconds.
+
+        Raises:
+            ConfigurationError: The clock returned NaN, an infinity or a
+                non-number: every freshness test would then be false, and the
+                cache would silently never hit.
+        """
+        now = self._clock()
+        if type(now) is not float:
+            if isinstance(now, bool) or not isinstance(now, int | float):
+                raise ConfigurationError(
+                    f"clock must return a number of seconds, got {type(now).__name__}"
+                )
+            try:
+                now = float(now)
+            except OverflowError:
+                now = math.inf
+        if not math.isfinite(now):
+            raise ConfigurationError(f"clock must return a finite number of seconds, got {now!r}")
+        return now
 
     def keep_stale_for(self, seconds: float) -> None:
         """Keep entries stored from now on at least ``seconds`` past their expiry."""
