@@ -7,7 +7,7 @@ import time
 
 from seerrperf import _validate
 from seerrperf._errors import ConfigurationError
-from seerrperf._runtime import Clock
+from seerrperf._runtime import Clock, at_fork
 
 from .named import (
     DEFAULT_LOAD_TIMEOUT,
@@ -56,6 +56,12 @@ class CacheManager:
         self._clock = clock_argument(clock, timer, stacklevel=2)
         self._lock = threading.Lock()
         self._caches: dict[str, NamedCache] = {}
+        at_fork(self, after_in_child=CacheManager._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        # The registry's critical sections never span a fork-sensitive step;
+        # a lock held by a parent thread at fork time must not stay held here.
+        self._lock = threading.Lock()
 
     @classmethod
     def seerr(

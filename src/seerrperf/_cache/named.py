@@ -29,7 +29,7 @@ import anyio
 
 from seerrperf import _validate
 from seerrperf._errors import ConfigurationError
-from seerrperf._runtime import Clock, current_loop, spawn_detached
+from seerrperf._runtime import Clock, at_fork, current_loop, spawn_detached
 
 from .flight import MISSING, THREADS, Flight, SingleFlight
 from .store import Store, approx_size
@@ -47,6 +47,9 @@ _T = TypeVar("_T")
 
 DEFAULT_TTL = 300.0
 DEFAULT_MAXSIZE = 10_000
+FORK_LOCK_WAIT = 1.0
+"""Seconds a fork waits for each cache's lock (held only for microseconds normally)."""
+
 DEFAULT_LOAD_TIMEOUT = 30.0
 """Seconds a shared load may take: the seed's query timeout, and gunicorn's worker timeout.
 
@@ -225,6 +228,13 @@ class NamedCache:
             self._name, self._lock, self._store, self._max_loading, self._recount
         )
         self._tasks: set[asyncio.Task[None]] = set()  # strong refs to asyncio loads
+        self._held_for_fork = False
+        at_fork(
+            self,
+            before=NamedCache._before_fork,
+            after_in_parent=NamedCache._after_fork_in_parent,
+            after_in_child=NamedCache._after_fork_in_child,
+        )
         self._hits = self._misses = self._stale_hits = 0
 
     def __repr__(self) -> str:
@@ -548,6 +558,29 @@ class NamedCache:
             if not flight.done.is_set():
                 self._flights.time_out(flight, run_ended=False)
         return cast(_T, self._flights.outcome(flight, sie))
+
+    # -- fork safety ------------------------------------------------------------
+
+    def _before_fork(self) -> None:
+        # No other thread is then inside a critical section while memory is
+        # copied, so the child's copy of the entries is consistent. Bounded: a
+        # lock held longer is left alone, and the child gets a new one anyway.
+        self._held_for_fork = self._lock.acquire(timeout=FORK_LOCK_WAIT)
+
+    def _after_fork_in_parent(self) -> None:
+        if self._held_for_fork:
+            self._held_for_fork = False
+            self._lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        # The entries are valid copies and stay. The lock (maybe held by a
+        # thread that does not exist here), the loads in flight (their threads
+        # and tasks stayed in the parent) and their waiters start afresh, so
+        # no caller in the child joins a load that will never end.
+        self._held_for_fork = False
+        self._lock = threading.Lock()
+        self._flights.reset(self._lock)
+        self._tasks = set()
 
     # -- how each path counts, runs and starts a load -------------------------
 
