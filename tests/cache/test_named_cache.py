@@ -443,6 +443,12 @@ class CacheMatchesReferenceModel(RuleBasedStateMachine):
             self.loads,
             self.evictions,
         )
+        exact = self.cache.stats(sizes="exact")  # the running sums match a full walk
+        assert (stats.keys, stats.key_bytes, stats.value_bytes) == (
+            exact.keys,
+            exact.key_bytes,
+            exact.value_bytes,
+        )
 
 
 TestCacheMatchesReferenceModel = CacheMatchesReferenceModel.TestCase

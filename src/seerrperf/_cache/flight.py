@@ -48,7 +48,7 @@ import anyio
 
 from seerrperf._errors import CacheLoadAbortedError, CacheLoadTimeout, CacheOverloadedError
 
-from .store import Store
+from .store import Store, measure
 
 __all__ = [
     "MISSING",
@@ -231,13 +231,14 @@ class SingleFlight:
         """
         with self._lock:
             now = self._store.now()
-            entry = self._store.peek(key)
+            entry = self._store.peek(key, now)
             if entry is not None:
                 if now < entry.fresh_until:  # a load finished since the lookup
                     self._recount(False)
                     return Start(entry.value, None, leader=False)
                 if now < entry.fresh_until + stale_while_revalidate:
                     self._recount(True)
+                    self._store.touch(key)  # served: as recently used as a hit
                     if self._loading(key, owner) or now < entry.retry_at:
                         return Start(entry.value, None, leader=False)  # one refresh at a time
                     if self.running >= self.max_loading:
@@ -260,6 +261,8 @@ class SingleFlight:
 
     def settle(self, flight: Flight[Any], value: Any) -> None:
         """End ``flight``'s run with ``value``: store it unless forgotten or late; wake waiters."""
+        # Measured before the lock, and only when the value may be stored.
+        sizes = measure(flight.key, value) if flight.ttl and not flight.ended else (0, 0)
         with self._lock:
             self._run_ended(flight)
             if flight.ended:  # past its deadline: its waiters have their answer, the key moved on
@@ -268,7 +271,7 @@ class SingleFlight:
             flight.value = value
             try:
                 if self._release(flight):
-                    self._store.put(flight.key, value, flight.ttl)
+                    self._store.put(flight.key, value, flight.ttl, sizes)
             except Exception as exc:  # a failing clock: the callers still get the value
                 logger.warning(
                     "cache %r could not store a loaded value (%s)", self._name, type(exc).__name__
@@ -333,8 +336,9 @@ class SingleFlight:
             return flight.value
         if stale_if_error:
             with self._lock:
-                entry = self._store.peek(flight.key)
-                if entry is not None and self._store.now() < entry.fresh_until + stale_if_error:
+                now = self._store.now()
+                entry = self._store.peek(flight.key, now)
+                if entry is not None and now < entry.fresh_until + stale_if_error:
                     self._recount(True)
                     return entry.value
         # Like asyncio.Future: one exception object, its original traceback each time.
@@ -432,11 +436,12 @@ class SingleFlight:
         flight.error = error
         flight.traceback = error.__traceback__
         still_ours = self._release(flight)
-        entry = self._store.peek(flight.key) if still_ours and flight.refresh else None
+        entry = self._store.find(flight.key) if still_ours and flight.refresh else None
         if entry is not None:
             try:
+                now = self._store.now()
                 entry.failures += 1
-                entry.retry_at = self._store.now() + refresh_backoff(entry.failures)
+                entry.retry_at = now + refresh_backoff(entry.failures)
             except Exception as exc:  # a failing clock: the waiters are woken all the same
                 logger.warning(
                     "cache %r could not schedule the next refresh (%s)",

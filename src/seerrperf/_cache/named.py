@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import anyio
 
@@ -32,7 +32,7 @@ from seerrperf._errors import ConfigurationError
 from seerrperf._runtime import Clock, at_fork, current_loop, spawn_detached
 
 from .flight import MISSING, THREADS, Flight, SingleFlight
-from .store import Store, approx_size
+from .store import Store, measure
 
 __all__ = [
     "DEFAULT_LOAD_TIMEOUT",
@@ -47,6 +47,8 @@ _T = TypeVar("_T")
 
 DEFAULT_TTL = 300.0
 DEFAULT_MAXSIZE = 10_000
+_MAX_SECONDS = _validate.MAX_SECONDS
+
 FORK_LOCK_WAIT = 1.0
 """Seconds a fork waits for each cache's lock (held only for microseconds normally)."""
 
@@ -89,9 +91,14 @@ def _load_timeout(value: object) -> float:
     return _validate.duration("load_timeout", value, allow_zero=False)
 
 
-def _window(arg: str, value: float | None) -> float:
-    # None (no window) is the common case, on the hit path: answered without a call.
-    return 0.0 if value is None else _validate.duration(arg, value)
+def _quick_seconds(value: object) -> bool:
+    """Whether ``value`` is an ``int`` or ``float`` in ``[0, MAX_SECONDS]`` (NaN is not)."""
+    return (type(value) is float or type(value) is int) and 0 <= value <= _MAX_SECONDS
+
+
+def _or(value: float | None, default: float) -> float:
+    """A checked argument as seconds, or ``default`` for ``None``."""
+    return default if value is None else float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +230,8 @@ class NamedCache:
         )
         self._lock = threading.Lock()
         self._store = Store(self._maxsize, self._clock)
-        self._lookup = self._store.__getitem__  # bound once: cheaper on the hit path
+        self._find = self._store.find  # bound once: cheaper on the hit path
+        self._touch = self._store.touch
         self._flights = SingleFlight(
             self._name, self._lock, self._store, self._max_loading, self._recount
         )
@@ -277,24 +285,24 @@ class NamedCache:
         Returns:
             The cached value (which may be ``None`` or falsy), or ``default``.
         """
-        # The hit path: acquire()/release() costs half of `with lock:` (no argument parsing).
-        self._lock.acquire()
+        # The hit path, kept to C calls: one dict lookup, one clock read, one LRU
+        # move, and acquire()/release(), which cost less than `with lock:`.
+        lock = self._lock
+        lock.acquire()
         try:
-            try:
-                entry = self._lookup(key)  # touches the LRU order
-            except KeyError:
-                self._misses += 1
-                self._store.now()  # a NaN clock makes every lookup miss: refuse it loudly
-                return default
-            # When nothing is kept past expiry, cachetools has just checked freshness.
-            if entry.keep_until == entry.fresh_until or self._clock() < entry.fresh_until:
+            entry = self._find(key)
+            if entry is not None and self._clock() < entry.fresh_until:
+                self._touch(key)
                 self._hits += 1
                 return entry.value
             self._misses += 1
-            self._store.now()
+            self._store.now()  # a clock reading NaN makes every lookup miss: refuse it loudly
             return default
+        except TypeError:
+            self._store.now()  # a clock reading that is not a number is named as such...
+            raise  # ...otherwise the key was unhashable
         finally:
-            self._lock.release()
+            lock.release()
 
     def set(self, key: Hashable, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` under ``key``.
@@ -312,9 +320,10 @@ class NamedCache:
             ConfigurationError: ``ttl`` is not a finite number of seconds ``>= 0``.
         """
         ttl = self._entry_ttl(ttl)
+        sizes = measure(key, value) if ttl else (0, 0)  # outside the lock
         with self._lock:
             self._flights.forget(key)
-            self._store.put(key, value, ttl)
+            self._store.put(key, value, ttl, sizes)
 
     def delete(self, key: Hashable) -> None:
         """Remove ``key``; a load running for it will not store its result.
@@ -350,37 +359,49 @@ class NamedCache:
     def __contains__(self, key: object) -> bool:
         """Return whether a fresh entry exists for ``key`` (counts no lookup)."""
         with self._lock:
-            entry = self._store.peek(key)
+            entry = self._find(key)
             return entry is not None and self._clock() < entry.fresh_until
 
     def __len__(self) -> int:
         """Return the number of entries held, fresh or kept for a stale window."""
         with self._lock:
+            self._store.expire()
             return len(self._store)
 
-    def stats(self, *, sizes: bool = True) -> CacheStats:
-        """Return a snapshot of the counters and approximate memory use.
+    def stats(self, *, sizes: bool | Literal["exact"] = True) -> CacheStats:
+        """Return a snapshot of the counters and approximate memory use, in O(1).
 
         Args:
-            sizes: Compute ``key_bytes`` and ``value_bytes``. They are computed
-                here, outside the lock and never on the hit path, but take time
-                proportional to the cached data (hundreds of milliseconds for
-                thousands of large JSON documents); ``False`` skips them and
-                reports 0, for frequent polling.
+            sizes: ``True``: ``key_bytes`` and ``value_bytes`` as kept since
+                each entry was stored (measured once, at store time; O(1)
+                here). ``"exact"``: measured again now by walking every entry
+                (outside the lock, in time proportional to the cached data:
+                for values mutated after they were stored). ``False``: both
+                reported as 0, as before.
 
         Raises:
-            ConfigurationError: ``sizes`` is not ``True`` or ``False``.
+            ConfigurationError: ``sizes`` is not ``True``, ``False`` or ``"exact"``.
         """
-        _validate.flag("sizes", sizes)
+        if not isinstance(sizes, bool) and sizes != "exact":
+            raise ConfigurationError(
+                f"sizes must be True, False or 'exact', got {_validate.shown(sizes)}"
+            )
         flights = self._flights
+        store = self._store
         with self._lock:
-            entries = self._store.snapshot() if sizes else []
-            keys = len(entries) if sizes else len(self._store)
+            store.expire()  # amortised O(1): each entry expires once
+            keys = len(store)
+            key_bytes, value_bytes = store.key_bytes, store.value_bytes
+            entries = store.snapshot() if sizes == "exact" else None
             hits, misses, stale_hits = self._hits, self._misses, self._stale_hits
             loads, coalesced = flights.loads, flights.coalesced
             load_errors, loading = flights.load_errors, flights.running
             load_timeouts, rejected = flights.load_timeouts, flights.rejected
-            evictions = self._store.evictions
+            evictions = store.evictions
+        if entries is not None:
+            key_bytes, value_bytes = store.exact_sizes(entries)
+        elif not sizes:
+            key_bytes = value_bytes = 0
         return CacheStats(
             name=self._name,
             hits=hits,
@@ -392,8 +413,8 @@ class NamedCache:
             evictions=evictions,
             keys=keys,
             maxsize=self._maxsize,
-            key_bytes=sum(approx_size(key) for key, _ in entries),
-            value_bytes=sum(approx_size(entry.value) for _, entry in entries),
+            key_bytes=key_bytes,
+            value_bytes=value_bytes,
             loading=loading,
             load_timeouts=load_timeouts,
             loads_rejected=rejected,
@@ -459,15 +480,20 @@ class NamedCache:
                 ``BaseException`` in the thread running it.
             Exception: Whatever ``loader`` raised, outside the stale-if-error window.
         """
-        ttl = self._entry_ttl(ttl)
-        swr, sie = self._windows(stale_while_revalidate, stale_if_error)
-        timeout = self._call_timeout(load_timeout)
+        if not (ttl is stale_while_revalidate is stale_if_error is load_timeout is None):
+            self._check_call(ttl, stale_while_revalidate, stale_if_error, load_timeout)
         value = self.get(key, MISSING)
         if value is not MISSING:
             return cast(_T, value)
         _validate.function("loader", loader)
+        sie = _or(stale_if_error, 0.0)
         value, flight, leader = self._flights.begin(
-            key, THREADS, ttl, swr, timeout, threading.Event
+            key,
+            THREADS,
+            _or(ttl, self._ttl),
+            _or(stale_while_revalidate, 0.0),
+            _or(load_timeout, self._load_timeout),
+            threading.Event,
         )
         if value is not MISSING:
             if leader:  # a stale hit that starts the key's one refresh
@@ -534,15 +560,20 @@ class NamedCache:
                 loop is shutting down) before it finished.
             Exception: Whatever ``loader`` raised, outside the stale-if-error window.
         """
-        ttl = self._entry_ttl(ttl)
-        swr, sie = self._windows(stale_while_revalidate, stale_if_error)
-        timeout = self._call_timeout(load_timeout)
+        if not (ttl is stale_while_revalidate is stale_if_error is load_timeout is None):
+            self._check_call(ttl, stale_while_revalidate, stale_if_error, load_timeout)
         value = self.get(key, MISSING)
         if value is not MISSING:
             return cast(_T, value)
         _validate.function("loader", loader)
+        sie = _or(stale_if_error, 0.0)
         value, flight, leader = self._flights.begin(
-            key, current_loop(), ttl, swr, timeout, anyio.Event
+            key,
+            current_loop(),
+            _or(ttl, self._ttl),
+            _or(stale_while_revalidate, 0.0),
+            _or(load_timeout, self._load_timeout),
+            anyio.Event,
         )
         if leader:
             assert flight is not None
@@ -577,6 +608,8 @@ class NamedCache:
         # thread that does not exist here), the loads in flight (their threads
         # and tasks stayed in the parent) and their waiters start afresh, so
         # no caller in the child joins a load that will never end.
+        if not self._held_for_fork:  # a thread may have been mid-update: rebuild the sums
+            self._store.repair()
         self._held_for_fork = False
         self._lock = threading.Lock()
         self._flights.reset(self._lock)
@@ -587,19 +620,34 @@ class NamedCache:
     def _entry_ttl(self, ttl: float | None) -> float:
         return self._ttl if ttl is None else _validate.duration("ttl", ttl)
 
-    def _call_timeout(self, load_timeout: float | None) -> float:
-        return self._load_timeout if load_timeout is None else _load_timeout(load_timeout)
+    def _check_call(
+        self,
+        ttl: object,
+        stale_while_revalidate: object,
+        stale_if_error: object,
+        load_timeout: object,
+    ) -> None:
+        """Check a loading call's arguments, and keep entries for its stale windows.
 
-    def _windows(
-        self, stale_while_revalidate: float | None, stale_if_error: float | None
-    ) -> tuple[float, float]:
-        """Check both stale windows and keep entries long enough for them."""
-        swr = _window("stale_while_revalidate", stale_while_revalidate)
-        sie = _window("stale_if_error", stale_if_error)
-        if max(swr, sie) > self._store.stale_window:
+        On every call, hits included: a valid number costs two comparisons
+        here; anything else goes to :mod:`seerrperf._validate` for its message.
+        """
+        if ttl is not None and not _quick_seconds(ttl):
+            _validate.duration("ttl", ttl)
+        window = 0.0
+        for arg, value in (
+            ("stale_while_revalidate", stale_while_revalidate),
+            ("stale_if_error", stale_if_error),
+        ):
+            if value is not None:
+                if not _quick_seconds(value):
+                    _validate.duration(arg, value)
+                window = max(window, float(value))  # type: ignore[arg-type]
+        if load_timeout is not None and not (_quick_seconds(load_timeout) and load_timeout):
+            _load_timeout(load_timeout)
+        if window > self._store.stale_window:
             with self._lock:
-                self._store.keep_stale_for(max(swr, sie))
-        return swr, sie
+                self._store.keep_stale_for(window)
 
     def _recount(self, stale: bool) -> None:
         """Count a lookup that missed as answered after all. Called with the lock held."""
