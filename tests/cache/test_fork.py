@@ -8,6 +8,7 @@ running a load -- and the child reports what it saw through a pipe.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import gc
 import multiprocessing
 import sys
@@ -36,6 +37,8 @@ def in_child(body: Callable[[], Any]) -> Any:
     receiver, sender = context.Pipe(duplex=False)
 
     def child(pipe: Connection) -> None:
+        # Should the child hang, its stacks reach the test's captured stderr.
+        faulthandler.dump_traceback_later(CHILD_DEADLINE / 2, exit=True)
         try:
             pipe.send(("ok", body()))
         except BaseException as exc:  # reported to the parent, which fails the test
@@ -129,9 +132,15 @@ def test_an_async_load_in_flight_at_fork_does_not_count_or_block_in_the_child() 
         await asyncio.to_thread(release.wait, CHILD_DEADLINE)
         return "from the parent"
 
-    parent_loop = threading.Thread(
-        target=lambda: asyncio.run(cache.aget_or_set("k", hung)), daemon=True
-    )
+    outcome: list[object] = []
+
+    def run_parent_loop() -> None:
+        try:
+            outcome.append(asyncio.run(cache.aget_or_set("k", hung)))
+        except BaseException as exc:  # recorded for the test to assert on
+            outcome.append(exc)
+
+    parent_loop = threading.Thread(target=run_parent_loop, daemon=True)
     parent_loop.start()
     try:
         assert started.wait(CHILD_DEADLINE)
@@ -147,6 +156,7 @@ def test_an_async_load_in_flight_at_fork_does_not_count_or_block_in_the_child() 
     finally:
         release.set()
         parent_loop.join(CHILD_DEADLINE)
+    assert outcome == ["from the parent"]
     assert cache.get("k") == "from the parent"
 
 

@@ -480,6 +480,7 @@ class NamedCache:
                 ``BaseException`` in the thread running it.
             Exception: Whatever ``loader`` raised, outside the stale-if-error window.
         """
+        # One chain of `is` for the common call that passes none of them.
         if not (ttl is stale_while_revalidate is stale_if_error is load_timeout is None):
             self._check_call(ttl, stale_while_revalidate, stale_if_error, load_timeout)
         value = self.get(key, MISSING)
@@ -560,6 +561,7 @@ class NamedCache:
                 loop is shutting down) before it finished.
             Exception: Whatever ``loader`` raised, outside the stale-if-error window.
         """
+        # One chain of `is` for the common call that passes none of them.
         if not (ttl is stale_while_revalidate is stale_if_error is load_timeout is None):
             self._check_call(ttl, stale_while_revalidate, stale_if_error, load_timeout)
         value = self.get(key, MISSING)
@@ -671,6 +673,8 @@ class NamedCache:
                 )
         except Exception as exc:
             self._flights.fail(flight, exc)
+            if flight.error is not exc:  # answered at its deadline: this thread gets its own error
+                raise
             return cast(_T, self._flights.outcome(flight, stale_if_error))
         except BaseException as exc:  # an interrupt: re-raised here, the waiters are told
             self._flights.fail(flight, exc)
