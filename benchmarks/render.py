@@ -163,7 +163,7 @@ def cache(data: dict[str, Any]) -> str:
             "microseconds, by entries held: "
             + ", ".join(f"{int(n):,}: {us:,.1f}" for n, us in scrape["collect_stats"].items())
             + f" ({data['scrape_ratio']:.2f}x for 100,000 vs 10 entries; the exact "
-            "byte-size walk, `stats(sizes=\"exact\")`, takes "
+            'byte-size walk, `stats(sizes="exact")`, takes '
             + ", ".join(f"{int(n):,}: {us:,.0f}" for n, us in scrape["exact_sizes"].items())
             + ").",
             "",

@@ -198,6 +198,38 @@ def test_deadlines_results_and_failures_in_any_order_give_one_answer_and_leave_n
         assert leader or (flight is None and value is not None)
 
 
+def test_a_sync_loader_that_fails_after_its_deadline_raises_its_own_error(
+    clock: FakeClock,
+) -> None:
+    cache = NamedCache("t", clock=clock, load_timeout=0.5)
+    entered = threading.Event()
+    release = threading.Event()
+    outcome: list[BaseException] = []
+
+    def hung() -> str:
+        entered.set()
+        assert release.wait(10)
+        raise Boom("late failure")
+
+    def lead() -> None:
+        try:
+            cache.get_or_set("k", hung)
+        except Exception as exc:  # recorded for the test to assert on
+            outcome.append(exc)
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    try:
+        assert entered.wait(10)
+        with pytest.raises(CacheLoadTimeout):
+            cache.get_or_set("k", lambda: "unused")
+    finally:
+        release.set()
+        leader.join(10)
+    assert [type(exc) for exc in outcome] == [Boom]
+    assert cache.stats().load_errors == 1  # the timeout; the late failure changes nothing
+
+
 @pytest.mark.anyio
 async def test_an_async_load_is_cancelled_at_its_deadline(clock: FakeClock) -> None:
     cache = NamedCache("t", clock=clock, load_timeout=0.2)
