@@ -35,6 +35,7 @@ async def main() -> None:
     pool = pool_factory("postgresql://app@localhost/app")  # built, never opened
     assert pool.max_size == 20
     await fastapi_app()
+    flask_app()
     print(f"seerrperf {seerrperf.__version__} smoke test passed ({sys.executable})")
 
 
@@ -56,6 +57,27 @@ async def fastapi_app() -> None:
     assert live.status_code == 200, live
     assert ready.status_code == 503, ready  # not running: not ready
     assert missing.headers["cache-control"] == "no-store", missing.headers
+
+
+def flask_app() -> None:
+    """seerrperf.flask from the wheel: the error contract, without a database."""
+    from flask import Flask
+
+    from seerrperf.flask import Seerrperf
+
+    app = Flask("smoke")
+    app.config["SEERRPERF_DATABASE_URL"] = "postgresql://app@localhost:9/app"  # never reached
+    app.config["SEERRPERF_HEALTH_TIMEOUT"] = 0.5
+    sp = Seerrperf(app)
+    app.register_blueprint(sp.health_blueprint())
+    client = app.test_client()
+    live = client.get("/health/live")
+    ready = client.get("/health/ready")
+    missing = client.get("/nowhere")
+    sp.close()
+    assert live.status_code == 200, live
+    assert ready.status_code == 503, ready  # no database: not ready
+    assert missing.headers["Cache-Control"] == "no-store", missing.headers
 
 
 if __name__ == "__main__":

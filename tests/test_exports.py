@@ -125,6 +125,24 @@ def test_fastapi_all_is_pinned() -> None:
         assert getattr(seerrperf.fastapi, name).__doc__, name
 
 
+def test_flask_all_is_pinned() -> None:
+    import seerrperf.flask
+
+    assert seerrperf.flask.__all__ == [
+        "DEFAULT_MAX_BODY_SIZE",
+        "EXTENSION_KEY",
+        "PREFIX",
+        "Lock",
+        "PerProcess",
+        "Seerrperf",
+        "WsgiGuard",
+        "add_error_handlers",
+        "json_response",
+    ]
+    for name in ("Seerrperf", "PerProcess", "WsgiGuard", "add_error_handlers", "json_response"):
+        assert getattr(seerrperf.flask, name).__doc__, name
+
+
 def test_version_comes_from_metadata() -> None:
     from importlib.metadata import version
 

@@ -297,3 +297,40 @@ def fastapi_app() -> None:
 
     result: Awaitable[HealthResult] = sp.check_health()
     del result
+
+
+# --- seerrperf.flask --------------------------------------------------------------------
+
+
+def flask_app() -> None:
+    """The Flask integration as an app writes it."""
+    from flask import Flask, Response
+
+    from seerrperf.flask import PerProcess, Seerrperf, json_response
+
+    app = Flask(__name__)
+    app.config.update(SEERRPERF_DATABASE_URL="postgresql://db/app", SEERRPERF_LOCK="local")
+    sp = Seerrperf(app, caches=CacheManager.seerr())
+    later = Seerrperf()
+    later.init_app(Flask("other"))
+    app.register_blueprint(sp.health_blueprint(live_path="/live", version="1.0"))
+    images: PerProcess[httpx.Client] = PerProcess(lambda: httpx.Client(timeout=5.0))
+
+    @app.post("/request/<int:movie_id>")
+    def create(movie_id: int) -> Response:
+        movie: dict[str, Any] = sp.tmdb.get_movie(movie_id)
+        with sp.lock(("movie", movie_id), timeout=1.0) as held:
+            conn: psycopg.Connection[Any] = held or sp.connection()
+            with conn.transaction():
+                conn.execute("SELECT 1")
+        pool: ConnectionPool[Any] = sp.pool
+        with pool.connection() as other:
+            other.execute("SELECT 1")
+        client: httpx.Client = images()
+        stats: dict[str, Any] = sp.stats()
+        health: HealthResult = sp.check_health()
+        del client, stats, health
+        return json_response(movie, cache_control=CacheControl(no_store=True), status=201)
+
+    sp.close(app)
+    images.close()

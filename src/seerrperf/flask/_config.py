@@ -45,6 +45,7 @@ from seerrperf._web.config import DEFAULT_MAX_BODY_SIZE
 __all__ = ["PREFIX", "FlaskConfig"]
 
 PREFIX: Final = "SEERRPERF_"
+"""The prefix of the ``app.config`` keys :meth:`Seerrperf.init_app` reads."""
 
 CachePreset = Literal["empty", "seerr"]
 LockKind = Literal["advisory", "local"]

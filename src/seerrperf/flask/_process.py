@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from seerrperf import _validate
+from seerrperf._runtime import at_fork
 
 __all__ = ["PerProcess"]
 
@@ -67,6 +68,7 @@ class PerProcess(Generic[_T]):
         self._guard = threading.Lock()
         self._made: tuple[_T] | None = None  # a tuple, so that None can be made too
         _LIVE.add(self)
+        at_fork(self, after_in_child=PerProcess._forget)
 
     def __repr__(self) -> str:
         return f"<PerProcess {'made' if self._made is not None else 'not made'} in {os.getpid()}>"
@@ -118,11 +120,6 @@ class PerProcess(Generic[_T]):
             self._made = None
 
 
-def _forget_in_child() -> None:
-    for holder in list(_LIVE):
-        holder._forget()
-
-
 def _close_at_exit() -> None:
     for holder in list(_LIVE):
         try:
@@ -131,6 +128,4 @@ def _close_at_exit() -> None:
             logger.exception("seerrperf could not close %r at exit", holder)
 
 
-if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
-    os.register_at_fork(after_in_child=_forget_in_child)
 atexit.register(_close_at_exit)
