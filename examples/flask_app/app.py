@@ -109,9 +109,9 @@ def fetch_image(base_url: str, size: str, file_path: str) -> tuple[str, bytes, s
             for chunk in response.iter_bytes():
                 data += chunk
                 if len(data) > MAX_IMAGE_BYTES:
-                    raise TmdbUnavailable(f"image CDN {path}: too large", path=path)
+                    raise TmdbUnavailable(f"image CDN {path}: too large", status=200, path=path)
     except httpx.HTTPError as exc:
-        raise TmdbUnavailable(f"image CDN {path}: no answer", path=path) from exc
+        raise TmdbUnavailable(f"image CDN {path}: no answer", status=None, path=path) from exc
     return kind, bytes(data), etag_for(bytes(data))
 
 

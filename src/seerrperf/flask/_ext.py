@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 import click
+import httpx
 import psycopg
 from flask import Blueprint, Flask, Response, current_app, g
 from flask.cli import AppGroup
@@ -21,6 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from seerrperf import (
     CacheManager,
+    ConfigurationError,
     HealthResult,
     KeyedLock,
     PgAdvisoryLock,
@@ -130,8 +132,9 @@ class Seerrperf:
     def init_app(self, app: Flask) -> None:
         """Read ``app``'s ``SEERRPERF_*`` config and add seerrperf to it; opens nothing.
 
-        - Checks every ``SEERRPERF_*`` key (unknown keys are refused) and the
-          DSN, so a mistake fails here rather than in the first request.
+        - Checks every ``SEERRPERF_*`` key (unknown keys are refused), the DSN
+          and the TMDB client's options, so a mistake fails here rather than
+          in the first request.
         - Sets ``MAX_CONTENT_LENGTH`` to the body limit when the app sets none.
         - Error handlers: outages answer 503 ``application/problem+json`` with
           ``Retry-After`` and ``no-store``; a body werkzeug finds too large
@@ -160,7 +163,7 @@ class Seerrperf:
             for name, ttl in SEERR_TTLS.items():
                 self._caches.get_cache(name, ttl=ttl)
         if shared.has_tmdb:
-            shared.tmdb_cache(self._caches)  # a size clash shows now, not at first use
+            _check_tmdb_arguments(shared.tmdb_arguments(self._caches))
         if app.config.get("MAX_CONTENT_LENGTH") is None and shared.max_body_size is not None:
             app.config["MAX_CONTENT_LENGTH"] = shared.max_body_size
         self._states[app] = _AppState(config, self._make)
@@ -388,6 +391,16 @@ class Seerrperf:
             click.echo(json.dumps(self.stats(), sort_keys=True, default=str))
 
         return group
+
+
+def _check_tmdb_arguments(arguments: dict[str, Any]) -> None:
+    """Let the TMDB client check its arguments now; its HTTP client is never made."""
+    unused = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(503)))
+    try:
+        with unused, TmdbClient(**arguments, http_client=unused):
+            pass
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"SEERRPERF_TMDB_*: {exc}") from None
 
 
 def _return_connection(exc: BaseException | None) -> None:

@@ -81,6 +81,11 @@ def test_the_seerr_preset_fills_the_extensions_caches() -> None:
         ({"SEERRPERF_POOL": {"max_size": 0}}, "SEERRPERF_POOL: max_size"),
         ({"SEERRPERF_POOL": 5}, "SEERRPERF_POOL: pool must be a PoolSettings"),
         ({"SEERRPERF_TMDB_OPTIONS": {"api_key": 1}}, "SEERRPERF_TMDB_OPTIONS: tmdb_options"),
+        (
+            {"SEERRPERF_TMDB_API_KEY": SENTINEL, "SEERRPERF_TMDB_OPTIONS": {"max_rps": -5}},
+            "max_rps must be",
+        ),
+        ({"SEERRPERF_TMDB_API_KEY": SENTINEL, "SEERRPERF_TMDB_CACHE_SIZE": 0}, "tmdb_cache_size"),
         ({"SEERRPERF_RELATIVE_REDIRECTS": "yes"}, "SEERRPERF_RELATIVE_REDIRECTS"),
         ({"SEERRPERF_MAX_BODY_SIZE": 10, "MAX_CONTENT_LENGTH": 20}, "disagree"),
         ({"MAX_CONTENT_LENGTH": -1}, "MAX_CONTENT_LENGTH"),
