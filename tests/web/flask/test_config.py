@@ -118,3 +118,20 @@ def test_init_app_runs_once_per_app_and_accessors_need_it() -> None:
         _ = sp.pool
     with pytest.raises(RuntimeError, match="application context"):
         _ = sp.pool
+
+
+def test_flasks_prefixed_environment_variables_fill_the_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLASK_SEERRPERF_DATABASE_URL", DSN)
+    monkeypatch.setenv("FLASK_SEERRPERF_HEALTH_TIMEOUT", "1.5")
+    monkeypatch.setenv("FLASK_SEERRPERF_POOL__MAX_SIZE", "5")
+    monkeypatch.setenv("FLASK_SEERRPERF_TMDB_OPTIONS", '{"max_rps": null}')
+    monkeypatch.setenv("FLASK_SEERRPERF_LOCK", "local")
+    app = Flask(__name__)
+    app.config.from_prefixed_env()
+    sp = Seerrperf(app)
+    with app.app_context():
+        config = sp.config
+    assert (config.health_timeout, config.pool.max_size) == (1.5, 5)
+    assert config.tmdb_options == {"max_rps": None}

@@ -253,3 +253,13 @@ def test_the_guard_checks_its_arguments() -> None:
         WsgiGuard(Flask(__name__).wsgi_app, max_body_size=-1)
     with pytest.raises(ConfigurationError, match="app must be a WSGI app"):
         WsgiGuard("app", max_body_size=None)  # type: ignore[arg-type]
+
+
+def test_behind_proxyfix_the_forwarded_host_counts_as_the_requests_own() -> None:
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app = build()
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_host=1, x_proto=1)  # type: ignore[method-assign]
+    headers = {"Host": "internal:8000", "X-Forwarded-Host": "public.example"}
+    slash = app.test_client().get("/dir", headers={**headers, "X-Forwarded-Proto": "https"})
+    assert (slash.status_code, slash.headers["Location"]) == (308, "/dir/")
