@@ -157,13 +157,15 @@ class Seerrperf:
             raise SeerrperfError("this app has a Seerrperf already (init_app runs once per app)")
         config = FlaskConfig.from_config(app.config)
         shared = config.integration
-        # Builds nothing that runs: an unopened pool holds no socket and no thread.
+        # Checks first, changes after. An unopened pool holds no socket and no thread.
         pool_factory(**shared.pool_arguments())
+        if shared.has_tmdb:
+            _check_tmdb_arguments(shared.tmdb_arguments(CacheManager()))
         if config.cache_preset == "seerr":
             for name, ttl in SEERR_TTLS.items():
                 self._caches.get_cache(name, ttl=ttl)
         if shared.has_tmdb:
-            _check_tmdb_arguments(shared.tmdb_arguments(self._caches))
+            shared.tmdb_cache(self._caches)  # a size clash with an existing cache shows now
         if app.config.get("MAX_CONTENT_LENGTH") is None and shared.max_body_size is not None:
             app.config["MAX_CONTENT_LENGTH"] = shared.max_body_size
         self._states[app] = _AppState(config, self._make)

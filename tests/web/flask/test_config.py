@@ -135,3 +135,17 @@ def test_flasks_prefixed_environment_variables_fill_the_keys(
         config = sp.config
     assert (config.health_timeout, config.pool.max_size) == (1.5, 5)
     assert config.tmdb_options == {"max_rps": None}
+
+
+def test_a_failed_init_app_changes_nothing() -> None:
+    caches = CacheManager()
+    app = make(
+        SEERRPERF_CACHE_PRESET="seerr",
+        SEERRPERF_TMDB_API_KEY=SENTINEL,
+        SEERRPERF_TMDB_OPTIONS={"timeout": 0},
+    )
+    with pytest.raises(ConfigurationError, match="SEERRPERF_TMDB_"):
+        Seerrperf(app, caches=caches)
+    assert caches.names() == []
+    assert app.config["MAX_CONTENT_LENGTH"] is None
+    assert not app.error_handler_spec[None]
