@@ -9,6 +9,7 @@ import seerrperf.testing
 
 EXPECTED = {
     "AsyncLock",
+    "AsyncPgAdvisoryLock",
     "BatchLoader",
     "BatchLoaderStats",
     "CacheControl",
@@ -20,6 +21,8 @@ EXPECTED = {
     "HeaderParseError",
     "HealthReport",
     "HealthResult",
+    "KeyedLock",
+    "LockLost",
     "LockStatistics",
     "LockStats",
     "LockTimeout",

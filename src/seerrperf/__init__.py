@@ -12,6 +12,7 @@ from ._errors import (
     CacheLoadAbortedError,
     ConfigurationError,
     HeaderParseError,
+    LockLost,
     LockTimeout,
     SeerrperfError,
     TmdbAuthError,
@@ -32,8 +33,9 @@ from ._headers import (
     private_headers,
     swr_headers,
 )
-from ._lock import AsyncLock, LockStats
+from ._locks import AsyncLock, KeyedLock, LockStats
 from ._pg import (
+    AsyncPgAdvisoryLock,
     HealthReport,
     HealthResult,
     PgAdvisoryLock,
@@ -61,6 +63,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AsyncLock",
+    "AsyncPgAdvisoryLock",
     "BatchLoader",
     "BatchLoaderStats",
     "CacheControl",
@@ -72,6 +75,8 @@ __all__ = [
     "HeaderParseError",
     "HealthReport",
     "HealthResult",
+    "KeyedLock",
+    "LockLost",
     "LockStatistics",
     "LockStats",
     "LockTimeout",
