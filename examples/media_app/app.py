@@ -23,6 +23,7 @@ import seerrperf
 from seerrperf import (
     CacheControl,
     ConfigurationError,
+    LockLost,
     LockTimeout,
     health_report,
     image_url,
@@ -213,6 +214,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(403, str(exc)) from None
         except LockTimeout:
             raise HTTPException(503, "busy, try again", {"Retry-After": "1"}) from None
+        except LockLost:  # the database connection died under the lock: nothing was saved
+            raise HTTPException(503, "database unavailable", {"Retry-After": "5"}) from None
         svc.recent.invalidate()
         return json_response(request, created, cache_control=NO_STORE, status_code=201)
 

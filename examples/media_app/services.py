@@ -22,10 +22,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from seerrperf import (
     AsyncLock,
+    AsyncPgAdvisoryLock,
     CacheManager,
     HealthResult,
     NamedCache,
-    PgAdvisoryLock,
     TmdbClient,
     TmdbError,
     TmdbNotFound,
@@ -131,7 +131,7 @@ def local_lock_guard(lock: AsyncLock, db: Database) -> Guard:
     return guard
 
 
-def advisory_lock_guard(lock: PgAdvisoryLock) -> Guard:
+def advisory_lock_guard(lock: AsyncPgAdvisoryLock) -> Guard:
     """Any number of processes: an advisory lock, held by the transaction it yields."""
 
     def guard(media_type: str, tmdb_id: int) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
@@ -339,9 +339,9 @@ async def seerrperf_services(settings: Settings) -> AsyncIterator[Services]:
                 http_client=http,
             )
         )
-        lock: AsyncLock | PgAdvisoryLock
+        lock: AsyncLock | AsyncPgAdvisoryLock
         if settings.lock_mode == "advisory":
-            lock = PgAdvisoryLock(pool, namespace="media_app")
+            lock = AsyncPgAdvisoryLock(pool, namespace="media_app")
             guard = advisory_lock_guard(lock)
         else:
             lock = AsyncLock()
