@@ -65,9 +65,14 @@ class _Hold(Ticket):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        successor = self._lock._table.release(self)
+        lock = self._lock
+        table = lock._table
         self.owner = None
-        _wake(successor)
+        if table.queues or self.waited:
+            _wake(table.release(self))
+        else:  # HandOff.release for a key nobody waits for, inlined: the hot path
+            del lock._owners[self.key]
+            table.counted += 1
 
     def wait(self) -> Awaitable[object]:
         signal = self.signal
