@@ -75,7 +75,11 @@ def sync_side() -> None:
     keyed = KeyedLock()
     with keyed(("movie", 603), timeout=1.5) as nothing:
         assert nothing is None
-    total: int = keyed.dispatch(("movie", 603), lambda a, b: a + b, 1, 2)
+
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    total: int = keyed.dispatch(("movie", 603), add, 1, 2)
     keyed_stats: LockStats = keyed.stats()
     del total, keyed_stats
 
