@@ -20,9 +20,10 @@ most of it is the port of Seerr's lock at 20,000 waiters).
    beforehand: the naive keyed lock that never forgets a key) and a bare
    ``threading.Lock`` (the floor).
 5. Threads, contended: 16 threads take one key in a loop for a second each
-   round; acquisitions per second, and the smallest and largest share one
-   thread got (fairness: a FIFO lock hands the key round the queue; a bare
-   ``threading.Lock`` lets the releasing thread take it straight back).
+   round; acquisitions per second, the smallest and largest share one thread
+   got, and the longest any thread waited for one acquisition (fairness: a
+   FIFO lock hands the key round the queue; a bare ``threading.Lock`` lets the
+   releasing thread take it straight back).
 
 Every contender runs in the same process, interleaved, so the ratios compare
 like with like; each figure is the best of several rounds.
@@ -304,26 +305,37 @@ def _thread_contended(name: str, threads: int, seconds: float) -> dict[str, floa
     bare = threading.Lock()
     locks = {("movie", 603): threading.Lock()}
     counts = [0] * threads
+    worst = [0.0] * threads  # the longest a thread waited for one acquisition
     stop = threading.Event()
     go = threading.Barrier(threads + 1)
+    clock = time.perf_counter
 
     def worker(slot: int) -> None:
         key = ("movie", 603)
         go.wait()
         done = 0
+        longest = 0.0
+        asked = clock()
         if name == "threading.Lock (bare)":
             while not stop.is_set():
                 with bare:
+                    longest = max(longest, clock() - asked)
                     done += 1
+                asked = clock()
         elif name == "dict of threading.Lock":
             while not stop.is_set():
                 with locks[key]:
+                    longest = max(longest, clock() - asked)
                     done += 1
+                asked = clock()
         else:
             while not stop.is_set():
                 with keyed(key):
+                    longest = max(longest, clock() - asked)
                     done += 1
+                asked = clock()
         counts[slot] = done
+        worst[slot] = longest
 
     pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
     for thread in pool:
@@ -340,6 +352,7 @@ def _thread_contended(name: str, threads: int, seconds: float) -> dict[str, floa
         "ops_per_s": total / elapsed,
         "min_share": min(counts) / total if total else 0.0,
         "max_share": max(counts) / total if total else 0.0,
+        "longest_wait_ms": max(worst) * 1000,
     }
 
 
@@ -410,10 +423,20 @@ def main() -> None:
         )
     )
     bare_rate = thread_contended["threading.Lock (bare)"]["ops_per_s"]
-    print("\n16 threads on one key, 1 s per round (best of 3; shares: fewest and most per thread)")
+    print(
+        "\n16 threads on one key, 1 s per round (best of 3; shares: fewest and most per thread;"
+        " longest wait for one acquisition)"
+    )
     print(
         format_table(
-            ["lock", "acquisitions/s", "x threading.Lock", "min share", "max share"],
+            [
+                "lock",
+                "acquisitions/s",
+                "x threading.Lock",
+                "min share",
+                "max share",
+                "longest wait",
+            ],
             [
                 [
                     name,
@@ -421,6 +444,7 @@ def main() -> None:
                     f"{r['ops_per_s'] / bare_rate:.3f}x",
                     f"{r['min_share']:.1%}",
                     f"{r['max_share']:.1%}",
+                    f"{r['longest_wait_ms']:.1f} ms",
                 ]
                 for name, r in thread_contended.items()
             ],

@@ -134,10 +134,10 @@ def lock(data: dict[str, Any]) -> str:
             table(["lock", "x threading.Lock"], [[k, f"{v:.2f}x"] for k, v in threads.items()]),
             "",
             "16 threads on one key: acquisitions per second as a ratio to a bare "
-            "`threading.Lock`, and the fewest and most one thread got:",
+            "`threading.Lock`, the fewest and most one thread got, and the longest wait:",
             "",
             table(
-                ["lock", "x threading.Lock", "min share", "max share"],
+                ["lock", "x threading.Lock", "min share", "max share", "longest wait"],
                 [
                     [
                         k,

@@ -16,7 +16,7 @@ from seerrperf import _validate
 from seerrperf._errors import ConfigurationError, LockTimeout
 from seerrperf._runtime import current_task
 
-from .handoff import HandOff, LockStats, Ticket, warn_statistics_renamed
+from .handoff import HandOff, LockStats, Ticket, live, warn_statistics_renamed
 
 __all__ = ["AsyncLock"]
 
@@ -243,7 +243,7 @@ def _after_fork_in_child() -> None:
         owner = ticket.owner
         return loop is not None and isinstance(owner, asyncio.Task) and owner.get_loop() is loop
 
-    for lock in list(_LIVE):
+    for lock in live(_LIVE):
         for ticket in lock._table.forget(exists):
             _wake(ticket)
 

@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import TypeVar
 
-__all__ = ["HandOff", "LockStats", "Ticket", "waited", "warn_statistics_renamed"]
+__all__ = ["HandOff", "LockStats", "Ticket", "live", "waited", "warn_statistics_renamed"]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +264,19 @@ class HandOff:
         self.counted = self.contended = self.queued_holders
         self.timeouts = 0
         return woken
+
+
+def live(registry: weakref.WeakSet[_T]) -> list[_T]:
+    """The locks in ``registry`` now, for a fork handler.
+
+    Another thread may create a lock while we copy the set (a ``WeakSet``
+    iterates in Python code, so the GIL can switch mid-copy): copy again.
+    """
+    while True:
+        try:
+            return list(registry)
+        except RuntimeError:  # "Set changed size during iteration"
+            continue
 
 
 def warn_statistics_renamed() -> None:

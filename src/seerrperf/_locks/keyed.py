@@ -21,7 +21,7 @@ from typing import ParamSpec, TypeVar
 from seerrperf import _validate
 from seerrperf._errors import ConfigurationError, LockTimeout
 
-from .handoff import HandOff, LockStats, Ticket
+from .handoff import HandOff, LockStats, Ticket, live
 
 __all__ = ["KeyedLock"]
 
@@ -238,7 +238,7 @@ _FORKING: list[KeyedLock] = []
 def _before_fork() -> None:
     # Hold every mutex across the fork, so the child never inherits one that
     # another thread held mid-update (it would never be released there).
-    _FORKING[:] = list(_LIVE)
+    _FORKING[:] = live(_LIVE)
     for lock in _FORKING:
         lock._mutex.acquire()
 
