@@ -376,7 +376,7 @@ ASK = st.tuples(
 RELEASE = st.tuples(st.just("release"), st.integers(0, 2))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(ASK, RELEASE), max_size=14))
 def test_schedules_keep_one_holder_fifo_order_and_leave_nothing(
     steps: list[tuple[Any, ...]],

@@ -449,24 +449,32 @@ def test_the_blocks_own_error_wins_over_a_lost_session(twin: Twin, postgres_dsn:
 def test_waiters_that_time_out_in_the_database_are_not_counted_as_contended(
     twin: Twin, postgres_dsn: str
 ) -> None:
-    # Three threads queue for a key another session holds: the first waits in
-    # the database, the others in this process and then in the database too.
-    # None gets the advisory lock, so none is an acquisition, contended or not.
+    # Three threads ask for a key another session holds. The first waits in
+    # the database; the other two queue in this process, are handed the key in
+    # turn as the one before them gives up, and then time out in the database
+    # too. None gets the advisory lock: no acquisition, contended or not (0.1
+    # counted two contended acquisitions and no acquisition here).
     with twin.pool(postgres_dsn, min_size=1, max_size=3) as pool:
         adv = twin.lock(pool, namespace="contended")
         key = ("movie", 77)
         timeouts: list[LockTimeout] = []
 
-        def ask() -> None:
-            try:
-                with twin.hold(adv, key, timeout=0.3):
-                    pass
-            except LockTimeout as exc:
-                timeouts.append(exc)
+        def ask(timeout: float) -> Callable[[], None]:
+            def run() -> None:
+                try:
+                    with twin.hold(adv, key, timeout=timeout):
+                        pass
+                except LockTimeout as exc:
+                    timeouts.append(exc)
+
+            return run
 
         with psycopg.connect(postgres_dsn, autocommit=True) as other:
             other.execute("SELECT pg_advisory_lock(%s)", (adv.advisory_key(key),))
-            _join(_threads(3, ask))
+            threads = _threads(1, ask(0.3))
+            _eventually(lambda: adv.locked(key), "the first to wait in the database")
+            threads += _threads(2, ask(1.5))
+            _join(threads)
     assert len(timeouts) == 3
     stats = adv.stats()
     assert (stats.acquisitions, stats.contended_acquisitions, stats.timeouts) == (0, 0, 3)
@@ -476,7 +484,7 @@ PLAN = st.tuples(st.integers(0, 2), st.sampled_from([None, 0, 0.05]))
 
 
 @settings(
-    max_examples=12,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
