@@ -24,6 +24,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _new = object.__new__
+_asyncio_current_task = asyncio.current_task
 _IN_USE = "this lock(key) is already in use: call lock(key) for each block"
 
 
@@ -41,7 +42,12 @@ class _Hold(Ticket):
     async def __aenter__(self) -> None:
         if self.owner is not None:
             raise RuntimeError(_IN_USE)
-        task = current_task()
+        try:
+            task: object = _asyncio_current_task()  # one C call: the hot path
+        except RuntimeError:  # no asyncio loop running: trio
+            task = None
+        if task is None:
+            task = current_task()
         self.owner = task
         self.waited = False
         try:
