@@ -1,4 +1,4 @@
-"""Benchmark AsyncLock against asyncio.Lock, asyncio-keyed-lock and Seerr's AsyncLock.
+"""Benchmark AsyncLock and KeyedLock against the locks people use instead, and Seerr's AsyncLock.
 
 Run: ``make bench BENCH=benchmarks/bench_lock.py`` (about a minute and a half;
 most of it is the port of Seerr's lock at 20,000 waiters).
@@ -15,6 +15,16 @@ most of it is the port of Seerr's lock at 20,000 waiters).
    not shrink); a lock that forgets its keys adds nothing on top, a
    ``defaultdict(asyncio.Lock)`` keeps every key it has seen.
 
+4. Threads, uncontended: ``with lock(key)`` on one thread over the same 1,024
+   keys, for ``KeyedLock`` against a ``dict[key, threading.Lock]`` (filled
+   beforehand: the naive keyed lock that never forgets a key) and a bare
+   ``threading.Lock`` (the floor).
+5. Threads, contended: 16 threads take one key in a loop for a second each
+   round; acquisitions per second, the smallest and largest share one thread
+   got, and the longest any thread waited for one acquisition (fairness: a
+   FIFO lock hands the key round the queue; a bare ``threading.Lock`` lets the
+   releasing thread take it straight back).
+
 Every contender runs in the same process, interleaved, so the ratios compare
 like with like; each figure is the best of several rounds.
 """
@@ -24,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import random
+import threading
 import time
 import tracemalloc
 from collections import defaultdict
@@ -35,7 +46,7 @@ from asyncio_keyed_lock import AsyncioKeyedLock
 
 from _common import write_result
 from demo.report import format_table
-from seerrperf import AsyncLock
+from seerrperf import AsyncLock, KeyedLock
 
 KEYS = [("movie", i) for i in range(1024)]
 
@@ -248,6 +259,115 @@ async def bench_memory(acquisitions: int = 100_000, keys: int = 10_000) -> dict[
     }
 
 
+# --- 4. threads, uncontended ----------------------------------------------------------------
+
+
+def _thread_uncontended_ns(name: str, n: int) -> float:
+    keys = KEYS
+    gc.collect()
+    if name == "threading.Lock (bare)":
+        bare = threading.Lock()
+        start = time.perf_counter()
+        for _ in range(n):
+            with bare:
+                pass
+    elif name == "dict of threading.Lock":
+        locks = {key: threading.Lock() for key in keys}
+        start = time.perf_counter()
+        for i in range(n):
+            with locks[keys[i & 1023]]:
+                pass
+    else:
+        keyed = KeyedLock()
+        start = time.perf_counter()
+        for i in range(n):
+            with keyed(keys[i & 1023]):
+                pass
+    return (time.perf_counter() - start) / n * 1e9
+
+
+THREAD_CONTENDERS = ("threading.Lock (bare)", "dict of threading.Lock", "seerrperf.KeyedLock")
+
+
+def bench_thread_uncontended(n: int = 100_000, rounds: int = 7) -> dict[str, float]:
+    best = dict.fromkeys(THREAD_CONTENDERS, float("inf"))
+    for _ in range(rounds):
+        for name in THREAD_CONTENDERS:
+            best[name] = min(best[name], _thread_uncontended_ns(name, n))
+    return best
+
+
+# --- 5. threads, contended -----------------------------------------------------------------
+
+
+def _thread_contended(name: str, threads: int, seconds: float) -> dict[str, float]:
+    keyed = KeyedLock()
+    bare = threading.Lock()
+    locks = {("movie", 603): threading.Lock()}
+    counts = [0] * threads
+    worst = [0.0] * threads  # the longest a thread waited for one acquisition
+    stop = threading.Event()
+    go = threading.Barrier(threads + 1)
+    clock = time.perf_counter
+
+    def worker(slot: int) -> None:
+        key = ("movie", 603)
+        go.wait()
+        done = 0
+        longest = 0.0
+        asked = clock()
+        if name == "threading.Lock (bare)":
+            while not stop.is_set():
+                with bare:
+                    longest = max(longest, clock() - asked)
+                    done += 1
+                asked = clock()
+        elif name == "dict of threading.Lock":
+            while not stop.is_set():
+                with locks[key]:
+                    longest = max(longest, clock() - asked)
+                    done += 1
+                asked = clock()
+        else:
+            while not stop.is_set():
+                with keyed(key):
+                    longest = max(longest, clock() - asked)
+                    done += 1
+                asked = clock()
+        counts[slot] = done
+        worst[slot] = longest
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    go.wait()
+    start = time.perf_counter()
+    time.sleep(seconds)  # the measurement window
+    stop.set()
+    for thread in pool:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    total = sum(counts)
+    return {
+        "ops_per_s": total / elapsed,
+        "min_share": min(counts) / total if total else 0.0,
+        "max_share": max(counts) / total if total else 0.0,
+        "longest_wait_ms": max(worst) * 1000,
+    }
+
+
+def bench_thread_contended(
+    threads: int = 16, seconds: float = 1.0, rounds: int = 3
+) -> dict[str, dict[str, float]]:
+    best: dict[str, dict[str, float]] = {}
+    for _ in range(rounds):
+        for name in THREAD_CONTENDERS:
+            result = _thread_contended(name, threads, seconds)
+            if name not in best or result["ops_per_s"] > best[name]["ops_per_s"]:
+                best[name] = result
+    return best
+
+
 # --- report ------------------------------------------------------------------------------
 
 
@@ -256,6 +376,8 @@ def main() -> None:
     uncontended = asyncio.run(bench_uncontended())
     drain = asyncio.run(bench_drain(sizes))
     memory = asyncio.run(bench_memory())
+    thread_uncontended = bench_thread_uncontended()
+    thread_contended = bench_thread_contended()
 
     floor = uncontended["asyncio.Lock (bare)"]
     ours = uncontended["seerrperf.AsyncLock"]
@@ -289,6 +411,46 @@ def main() -> None:
         )
     print(format_table(["lock", "n=10,000", "n=100,000", "growth", "keys kept"], rows))
 
+    thread_floor = thread_uncontended["threading.Lock (bare)"]
+    print("\nThreads, uncontended acquire/release (best of 7 x 100,000)")
+    print(
+        format_table(
+            ["lock", "ns/op", "x threading.Lock"],
+            [
+                [name, f"{ns:.0f}", f"{ns / thread_floor:.2f}x"]
+                for name, ns in thread_uncontended.items()
+            ],
+        )
+    )
+    bare_rate = thread_contended["threading.Lock (bare)"]["ops_per_s"]
+    print(
+        "\n16 threads on one key, 1 s per round (best of 3; shares: fewest and most per thread;"
+        " longest wait for one acquisition)"
+    )
+    print(
+        format_table(
+            [
+                "lock",
+                "acquisitions/s",
+                "x threading.Lock",
+                "min share",
+                "max share",
+                "longest wait",
+            ],
+            [
+                [
+                    name,
+                    f"{r['ops_per_s']:,.0f}",
+                    f"{r['ops_per_s'] / bare_rate:.3f}x",
+                    f"{r['min_share']:.1%}",
+                    f"{r['max_share']:.1%}",
+                    f"{r['longest_wait_ms']:.1f} ms",
+                ]
+                for name, r in thread_contended.items()
+            ],
+        )
+    )
+
     keyed = drain["asyncio-keyed-lock"]
     port = drain["Seerr AsyncLock (port)"]
     targets = {
@@ -299,8 +461,11 @@ def main() -> None:
         and port[20_000] / mine[20_000] > port[10_000] / mine[10_000],
         "drain within 1.3x of asyncio-keyed-lock": all(mine[n] <= 1.3 * keyed[n] for n in sizes),
         "no key kept after release": memory["seerrperf.AsyncLock"]["keys_tracked_after"] == 0,
+        "KeyedLock uncontended <= 3x threading.Lock": thread_uncontended["seerrperf.KeyedLock"]
+        / thread_floor
+        <= 3,
     }
-    print("\nTargets (issue 3)")
+    print("\nTargets (issues 3 and 14)")
     for target, met in targets.items():
         print(f"  {'met ' if met else 'MISS'}  {target}")
 
@@ -313,6 +478,14 @@ def main() -> None:
         },
         "drain_growth_10k_to_20k": growth,
         "memory": memory,
+        "threads_uncontended_ns_per_op": thread_uncontended,
+        "threads_uncontended_ratio_vs_threading_lock": {
+            k: v / thread_floor for k, v in thread_uncontended.items()
+        },
+        "threads_contended_16_on_1_key": thread_contended,
+        "threads_contended_ratio_vs_threading_lock": {
+            k: v["ops_per_s"] / bare_rate for k, v in thread_contended.items()
+        },
         "targets_met": targets,
     }
     write_result("bench_lock", report)

@@ -122,6 +122,33 @@ def lock(data: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v['keys_tracked_after']:,}" for k, v in data["memory"].items())
         + ".",
     ]
+    threads = data.get("threads_uncontended_ratio_vs_threading_lock")
+    contended = data.get("threads_contended_16_on_1_key")
+    if threads and contended:
+        bare = next(iter(contended.values()))["ops_per_s"]
+        out += [
+            "",
+            "Threads, uncontended acquire/release, as a ratio to a bare `threading.Lock` "
+            "(lower is better):",
+            "",
+            table(["lock", "x threading.Lock"], [[k, f"{v:.2f}x"] for k, v in threads.items()]),
+            "",
+            "16 threads on one key: acquisitions per second as a ratio to a bare "
+            "`threading.Lock`, the fewest and most one thread got, and the longest wait:",
+            "",
+            table(
+                ["lock", "x threading.Lock", "min share", "max share", "longest wait"],
+                [
+                    [
+                        k,
+                        f"{v['ops_per_s'] / bare:.3f}x",
+                        f"{v['min_share']:.1%}",
+                        f"{v['max_share']:.1%}",
+                    ]
+                    for k, v in contended.items()
+                ],
+            ),
+        ]
     return "\n".join(out)
 
 

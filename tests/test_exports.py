@@ -9,6 +9,7 @@ import seerrperf.testing
 
 EXPECTED = {
     "AsyncLock",
+    "AsyncPgAdvisoryLock",
     "BatchLoader",
     "BatchLoaderStats",
     "CacheControl",
@@ -22,6 +23,8 @@ EXPECTED = {
     "HeaderParseError",
     "HealthReport",
     "HealthResult",
+    "KeyedLock",
+    "LockLost",
     "LockStatistics",
     "LockStats",
     "LockTimeout",

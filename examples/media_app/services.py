@@ -23,9 +23,9 @@ from psycopg import AsyncConnection
 
 from seerrperf import (
     AsyncLock,
+    AsyncPgAdvisoryLock,
     HealthResult,
     NamedCache,
-    PgAdvisoryLock,
     TmdbClient,
     TmdbNotFound,
     TmdbUnavailable,
@@ -99,7 +99,7 @@ def local_lock_guard(lock: AsyncLock, db: Database) -> Guard:
     return guard
 
 
-def advisory_lock_guard(lock: PgAdvisoryLock) -> Guard:
+def advisory_lock_guard(lock: AsyncPgAdvisoryLock) -> Guard:
     """Any number of processes: an advisory lock, held by the transaction it yields."""
 
     def guard(media_type: str, tmdb_id: int) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
@@ -293,7 +293,7 @@ async def seerrperf_services(settings: Settings, sp: Seerrperf) -> AsyncIterator
     """The seerrperf build, from a running ``Seerrperf``: its pool, lock, TMDB client, caches."""
     async with sp.pool.connection() as conn:
         await ensure_schema(conn, unique_index=True)
-    lock: AsyncLock | PgAdvisoryLock
+    lock: AsyncLock | AsyncPgAdvisoryLock
     if settings.lock_mode == "advisory":
         lock = sp.advisory_lock
         guard = advisory_lock_guard(lock)

@@ -31,7 +31,7 @@ class Settings:
         admin_token: Secret for the ``X-Admin-Token`` header of the admin
             routes; ``None`` disables those routes.
         lock_mode: ``"local"`` (:class:`~seerrperf.AsyncLock`, one process) or
-            ``"advisory"`` (:class:`~seerrperf.PgAdvisoryLock`, any number).
+            ``"advisory"`` (:class:`~seerrperf.AsyncPgAdvisoryLock`, any number).
         naive: Build the app without seerrperf's patterns, for comparison.
         movie_limit: Active movie requests a new user may have.
         series_limit: Active series requests a new user may have.

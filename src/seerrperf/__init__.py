@@ -14,6 +14,7 @@ from ._errors import (
     CacheOverloadedError,
     ConfigurationError,
     HeaderParseError,
+    LockLost,
     LockTimeout,
     SeerrperfError,
     TmdbAuthError,
@@ -34,8 +35,9 @@ from ._headers import (
     private_headers,
     swr_headers,
 )
-from ._lock import AsyncLock, LockStats
+from ._locks import AsyncLock, KeyedLock, LockStats
 from ._pg import (
+    AsyncPgAdvisoryLock,
     HealthReport,
     HealthResult,
     PgAdvisoryLock,
@@ -63,6 +65,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AsyncLock",
+    "AsyncPgAdvisoryLock",
     "BatchLoader",
     "BatchLoaderStats",
     "CacheControl",
@@ -76,6 +79,8 @@ __all__ = [
     "HeaderParseError",
     "HealthReport",
     "HealthResult",
+    "KeyedLock",
+    "LockLost",
     "LockStatistics",
     "LockStats",
     "LockTimeout",

@@ -6,6 +6,7 @@
      +-- ConfigurationError (also ValueError)   a bad argument or setting, named
      +-- HeaderParseError (also ValueError)     a peer's header refused by a strict parser
      +-- LockTimeout (also TimeoutError)        a lock not acquired in time
+ +-- LockLost                               an advisory lock's transaction did not commit
      +-- CacheLoadAbortedError                  a shared cache load ended without a result
      +-- CacheLoadTimeout (also TimeoutError)   a shared cache load ran past its load_timeout
      +-- CacheOverloadedError                   a cache load refused: max_loading loads running
@@ -37,6 +38,7 @@ __all__ = [
     "EmbeddedPostgresError",
     "EmbeddedRedisError",
     "HeaderParseError",
+    "LockLost",
     "LockTimeout",
     "SeerrperfError",
     "TmdbAuthError",
@@ -69,6 +71,33 @@ class HeaderParseError(SeerrperfError, ValueError):
 
 class LockTimeout(SeerrperfError, TimeoutError):
     """A lock was not acquired within its ``timeout``; the critical section did not run."""
+
+
+class LockLost(SeerrperfError):
+    """An advisory lock's block ended normally, but its transaction did not commit.
+
+    The lock lives in the transaction: when the session dies (a terminated
+    backend, a dropped network, a server restart) the server releases it at
+    once, and another process may take the key while this block still runs;
+    when a statement fails and the block catches the error, the transaction
+    is aborted and everything it wrote is rolled back. Either way the block's
+    work did not happen, so leaving it must not look like success.
+
+    Raised by :class:`~seerrperf.PgAdvisoryLock` and
+    :class:`~seerrperf.AsyncPgAdvisoryLock` on leaving a block that did not
+    raise; an exception raised by the block itself propagates unchanged.
+    The driver's error, if any, is the ``__cause__``.
+
+    Attributes:
+        committed: ``False`` when the transaction certainly did not commit;
+            ``None`` when the connection was lost during ``COMMIT``, so the
+            outcome is unknown (the server may have committed before the
+            answer was lost).
+    """
+
+    def __init__(self, message: str, *, committed: bool | None = False) -> None:
+        super().__init__(message)
+        self.committed = committed
 
 
 class CacheLoadAbortedError(SeerrperfError):

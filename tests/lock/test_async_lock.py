@@ -539,3 +539,26 @@ async def test_random_schedules_keep_every_guarantee(plans: list[Plan]) -> None:
     assert stats.waiting_tasks == 0
     assert stats.acquisitions == sum(len(g) for g in got.values())
     assert stats.timeouts == outcome.count("timeout")
+
+
+@pytest.mark.anyio
+async def test_an_unhashable_key_is_a_configuration_error_and_changes_nothing() -> None:
+    lock = AsyncLock()
+    with pytest.raises(ConfigurationError, match="key must be hashable, got dict"):
+        async with lock({"movie": 603}):
+            pass
+    assert lock.stats() == LockStats(0, 0, 0, 0, 0)
+
+
+@pytest.mark.anyio
+@fails_instead_of_hanging
+async def test_one_context_manager_serves_one_block_at_a_time() -> None:
+    lock = AsyncLock()
+    hold = lock("k")
+    async with hold:
+        with pytest.raises(RuntimeError, match="already in use"):
+            await hold.__aenter__()
+        assert lock.stats().held_keys == 1
+    async with hold:  # reusable once released
+        pass
+    assert lock.stats().acquisitions == 2

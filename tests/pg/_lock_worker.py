@@ -1,8 +1,10 @@
 """One worker process of the multi-process lock tests (runs in a spawned process).
 
-Each process runs ``TASKS`` tasks that all create "the request for movie 603"
-by check-then-insert on a table without a unique index, under either a
-:class:`PgAdvisoryLock` or only a per-process :class:`AsyncLock`.
+Each process runs ``TASKS`` tasks (or threads) that all create "the request
+for movie 603" by check-then-insert on a table without a unique index, under
+an :class:`AsyncPgAdvisoryLock` (``"async"``), a sync :class:`PgAdvisoryLock`
+on threads (``"sync"``), or only a per-process :class:`AsyncLock`
+(``"local"``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ import anyio.to_thread
 import psycopg
 from psycopg import sql
 
-from seerrperf import AsyncLock, PgAdvisoryLock, async_pool_factory
+from seerrperf import (
+    AsyncLock,
+    AsyncPgAdvisoryLock,
+    PgAdvisoryLock,
+    async_pool_factory,
+    pool_factory,
+)
 
 PROCESSES = 4
 TASKS = 25
@@ -57,10 +65,29 @@ async def create_request(
     return True
 
 
+def create_request_sync(
+    conn: psycopg.Connection[Any], table: str, tmdb_id: int, between: Callable[[], None]
+) -> bool:
+    """The sync twin of :func:`create_request`."""
+    ident = sql.Identifier(table)
+    cur = conn.execute(
+        sql.SQL("SELECT 1 FROM {} WHERE media_type = 'movie' AND tmdb_id = %s").format(ident),
+        (tmdb_id,),
+    )
+    if cur.fetchone() is not None:
+        return False
+    between()
+    conn.execute(
+        sql.SQL("INSERT INTO {} (media_type, tmdb_id, pid) VALUES ('movie', %s, %s)").format(ident),
+        (tmdb_id, os.getpid()),
+    )
+    return True
+
+
 def main(
     dsn: str,
     table: str,
-    advisory: bool,
+    mode: str,
     start: Barrier,
     inside: Barrier,
     window: float,
@@ -75,7 +102,53 @@ def main(
     section at once. ``met_others_inside`` reports the outcome (``None``: the
     process always found the request).
     """
-    results.put(anyio.run(_main, dsn, table, advisory, start, inside, window))
+    if mode == "sync":
+        results.put(_sync_main(dsn, table, start, inside, window))
+    else:
+        results.put(anyio.run(_main, dsn, table, mode == "async", start, inside, window))
+
+
+def _sync_main(
+    dsn: str, table: str, start: Barrier, inside: Barrier, window: float
+) -> dict[str, Any]:
+    met_others_inside: bool | None = None
+    inserted = 0
+    count = threading.Lock()
+
+    def wait_inside() -> None:
+        nonlocal met_others_inside
+        with count:
+            first = met_others_inside is None
+            if first:
+                met_others_inside = False
+        if first:
+            try:
+                inside.wait(window)
+                met_others_inside = True
+            except threading.BrokenBarrierError:
+                pass
+
+    with pool_factory(dsn, min_size=1, max_size=4) as pool:
+        lock = PgAdvisoryLock(pool)
+
+        def one() -> None:
+            nonlocal inserted
+            with lock(KEY, timeout=60) as conn:
+                made = create_request_sync(conn, table, KEY[1], wait_inside)
+            with count:
+                inserted += made
+
+        start.wait(60)
+        threads = [threading.Thread(target=one) for _ in range(TASKS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    return {
+        "inserted": inserted,
+        "met_others_inside": met_others_inside,
+        "acquisitions": lock.stats().acquisitions,
+    }
 
 
 async def _main(
@@ -94,11 +167,11 @@ async def _main(
                 met_others_inside = False
 
     async with async_pool_factory(dsn, min_size=1, max_size=4) as pool:
-        lock: PgAdvisoryLock | AsyncLock = PgAdvisoryLock(pool) if advisory else AsyncLock()
+        lock = AsyncPgAdvisoryLock(pool) if advisory else AsyncLock()
 
         async def one() -> None:
             nonlocal inserted
-            if isinstance(lock, PgAdvisoryLock):
+            if isinstance(lock, AsyncPgAdvisoryLock):
                 async with lock(KEY, timeout=60) as conn:
                     inserted += await create_request(conn, table, KEY[1], wait_inside)
             else:

@@ -1,29 +1,41 @@
-"""PgAdvisoryLock: key ids (no server), behaviour on a real PostgreSQL, many processes."""
+"""PgAdvisoryLock and AsyncPgAdvisoryLock: key ids (no server), behaviour on a real
+PostgreSQL written once for both twins, lost locks, many processes (sync, async, mixed)."""
 
 from __future__ import annotations
 
 import functools
 import multiprocessing
+import threading
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
 import psycopg
 import pytest
+from anyio.from_thread import start_blocking_portal
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
 from seerrperf import (
+    AsyncPgAdvisoryLock,
     ConfigurationError,
+    LockLost,
     LockStats,
     LockTimeout,
     PgAdvisoryLock,
+    SeerrperfError,
     async_pool_factory,
     pool_factory,
 )
 
 from . import _lock_worker
+from ._twins import AsyncTwin, SyncTwin, Twin, advisory_locks_held
+
+DEADLINE = 30.0
 
 
 class Boom(Exception):
@@ -36,13 +48,24 @@ class Boom(Exception):
 @functools.cache
 def lock_in(namespace: str) -> PgAdvisoryLock:
     """A lock on a pool that is never opened: computing key ids needs no server."""
-    return PgAdvisoryLock(async_pool_factory("postgresql://localhost/db"), namespace=namespace)
+    return PgAdvisoryLock(pool_factory("postgresql://localhost/db"), namespace=namespace)
+
+
+@functools.cache
+def async_lock_in(namespace: str) -> AsyncPgAdvisoryLock:
+    return AsyncPgAdvisoryLock(async_pool_factory("postgresql://localhost/db"), namespace=namespace)
 
 
 def test_advisory_keys_are_stable_across_processes_and_releases() -> None:
     # Pinned: a change would let old and new workers hold "the same" key at once.
     assert lock_in("seerrperf").advisory_key(("movie", 603)) == -3261018859007556879
     assert lock_in("seerrperf").advisory_key(None) == lock_in("seerrperf").advisory_key(None)
+
+
+@pytest.mark.parametrize("key", [("movie", 603), 603, "603", None, (b"x", (True, -1))])
+def test_the_sync_and_the_async_lock_give_a_key_the_same_id(key: object) -> None:
+    # What lets a sync worker and an async worker exclude each other.
+    assert lock_in("ns").advisory_key(key) == async_lock_in("ns").advisory_key(key)
 
 
 @pytest.mark.parametrize(
@@ -93,186 +116,484 @@ def test_stats_start_at_zero_and_statistics_is_a_deprecated_alias() -> None:
 
 
 def test_arguments_are_checked_without_a_server() -> None:
-    with pytest.raises(ConfigurationError, match=r"pool must be a psycopg_pool\.AsyncConn"):
+    with pytest.raises(ConfigurationError, match=r"pool must be a psycopg_pool\.ConnectionPool"):
         PgAdvisoryLock("postgresql://localhost/db")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"pool must be a psycopg_pool\.AsyncConn"):
+        AsyncPgAdvisoryLock("postgresql://localhost/db")  # type: ignore[arg-type]
     sync_pool = pool_factory("postgresql://localhost/db")
     with pytest.raises(ConfigurationError, match="got ConnectionPool"):
-        PgAdvisoryLock(sync_pool)  # type: ignore[arg-type]
-    unopened = async_pool_factory("postgresql://localhost/db")
+        AsyncPgAdvisoryLock(sync_pool)  # type: ignore[arg-type]
     for bad in ("", "bad\nname", 42):
         with pytest.raises(ConfigurationError, match="namespace must be a non-empty printable"):
-            PgAdvisoryLock(unopened, namespace=bad)  # type: ignore[arg-type]
+            PgAdvisoryLock(sync_pool, namespace=bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match="namespace must be a non-empty printable"):
+            AsyncPgAdvisoryLock(  # type: ignore[arg-type]
+                async_pool_factory("postgresql://localhost/db"), namespace=bad
+            )
 
 
 @pytest.mark.anyio
 async def test_dispatch_refuses_what_cannot_be_called_before_taking_the_key() -> None:
-    adv = lock_in("dispatch")  # its pool is never opened: a checkout would fail differently
+    adv = async_lock_in("dispatch")  # its pool is never opened: a checkout would fail otherwise
     with pytest.raises(ConfigurationError, match="fn must be a coroutine function, got str"):
         await adv.dispatch("k", "SELECT 1")  # type: ignore[arg-type]
     assert len(adv) == 0
 
 
-# --- PgAdvisoryLock on a real PostgreSQL ---------------------------------------------------
+# --- both advisory locks on a real PostgreSQL, written once ----------------------------------
+
+
+@pytest.fixture(params=["sync", "async"])
+def twin(request: pytest.FixtureRequest) -> Iterator[Twin]:
+    if request.param == "sync":
+        yield SyncTwin()
+        return
+    with start_blocking_portal("asyncio") as portal:
+        yield AsyncTwin(portal)
 
 
 @pytest.fixture
-async def pool(postgres_dsn: str) -> AsyncIterator[AsyncConnectionPool[Any]]:
-    async with async_pool_factory(postgres_dsn, min_size=1, max_size=2) as p:
-        yield p
-
-
-@pytest.fixture
-async def table(postgres_dsn: str) -> AsyncIterator[str]:
+def table(postgres_dsn: str) -> Iterator[str]:
     name = f"lock_request_{uuid.uuid4().hex[:12]}"
-    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as conn:
-        await conn.execute(_lock_worker.create_table_sql(name))
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(_lock_worker.create_table_sql(name))
         yield name
-        await conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
 
 
-async def _advisory_locks_held(conn: psycopg.AsyncConnection[Any], lock_id: int) -> int:
-    cur = await conn.execute(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        " AND classid = %s AND objid = %s AND objsubid = 1",
-        ((lock_id >> 32) & 0xFFFFFFFF, lock_id & 0xFFFFFFFF),
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return int(row[0])
+def _insert(table: str, tmdb_id: int) -> sql.Composed:
+    return sql.SQL(
+        "INSERT INTO {} (media_type, tmdb_id, pid) VALUES ('movie', {}, pg_backend_pid())"
+    ).format(sql.Identifier(table), sql.Literal(tmdb_id))
 
 
-@pytest.mark.anyio
-async def test_the_block_gets_a_connection_holding_the_lock_in_a_transaction(
-    pool: AsyncConnectionPool[Any], postgres_dsn: str
+def _rows(dsn: str, table: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+        result = row.fetchone()
+    assert result is not None
+    return int(result[0])
+
+
+def _threads(n: int, target: Callable[[], None]) -> list[threading.Thread]:
+    threads = [threading.Thread(target=target, daemon=True) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _join(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join(DEADLINE)
+        assert not thread.is_alive()
+
+
+def _eventually(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def test_the_block_gets_a_connection_holding_the_lock_in_a_transaction(
+    twin: Twin, postgres_dsn: str
 ) -> None:
-    adv = PgAdvisoryLock(pool)
-    lock_id = adv.advisory_key(("movie", 603))
-    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as observer:
-        async with adv(("movie", 603), timeout=5) as conn:
+    with twin.pool(postgres_dsn, min_size=1, max_size=2) as pool:
+        adv = twin.lock(pool)
+        lock_id = adv.advisory_key(("movie", 603))
+        with twin.hold(adv, ("movie", 603), timeout=5) as conn:
             assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
-            cur = await conn.execute("SHOW lock_timeout")  # the lock's own is undone
-            assert await cur.fetchone() == ("0",)
+            assert twin.run(conn, "SHOW lock_timeout") == [("0",)]  # the lock's own is undone
             assert adv.locked(("movie", 603))
-            assert await _advisory_locks_held(observer, lock_id) == 1
-        assert await _advisory_locks_held(observer, lock_id) == 0
-    assert len(adv) == 0
-    assert adv.stats().acquisitions == 1
-    assert "namespace='seerrperf'" in repr(adv)
+            assert advisory_locks_held(postgres_dsn, lock_id) == 1
+        assert advisory_locks_held(postgres_dsn, lock_id) == 0
+        assert len(adv) == 0
+        assert adv.stats() == LockStats(0, 0, 1, 0, 0)
+        name = "PgAdvisoryLock" if twin.kind == "sync" else "AsyncPgAdvisoryLock"
+        assert repr(adv) == f"<{name} namespace='seerrperf' held=0>"
 
 
-@pytest.mark.anyio
-async def test_the_transaction_commits_on_success_and_rolls_back_on_error(
-    pool: AsyncConnectionPool[Any], table: str
+def test_the_transaction_commits_on_success_and_rolls_back_on_error(
+    twin: Twin, postgres_dsn: str, table: str
 ) -> None:
-    adv = PgAdvisoryLock(pool)
-    assert await adv.dispatch(("movie", 1), _lock_worker.create_request, table, 1) is True
+    with twin.pool(postgres_dsn, min_size=1, max_size=2) as pool:
+        adv = twin.lock(pool)
+        with twin.hold(adv, ("movie", 1)) as conn:
+            twin.run(conn, _insert(table, 1))
 
-    async def create_then_fail(conn: psycopg.AsyncConnection[Any]) -> None:
-        assert await _lock_worker.create_request(conn, table, 2) is True
-        raise Boom
+        def insert_then_fail() -> None:
+            with twin.hold(adv, ("movie", 2)) as conn:
+                twin.run(conn, _insert(table, 2))
+                raise Boom
 
-    with pytest.raises(Boom):
-        await adv.dispatch(("movie", 2), create_then_fail)
-    assert await adv.dispatch(("movie", 1), _lock_worker.create_request, table, 1) is False
-    assert await adv.dispatch(("movie", 2), _lock_worker.create_request, table, 2) is True
+        with pytest.raises(Boom):
+            insert_then_fail()
+    assert _rows(postgres_dsn, table) == 1
 
 
-@pytest.mark.anyio
-async def test_a_lock_held_by_another_session_times_out(
-    pool: AsyncConnectionPool[Any], postgres_dsn: str
-) -> None:
-    adv = PgAdvisoryLock(pool, namespace="timeout-test")
-    key = ("movie", 7)
-    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as other:
-        await other.execute("SELECT pg_advisory_lock(%s)", (adv.advisory_key(key),))
-        start = anyio.current_time()
-        with pytest.raises(LockTimeout) as info:
-            async with adv(key, timeout=0.2):
+def test_a_lock_held_by_another_session_times_out(twin: Twin, postgres_dsn: str) -> None:
+    with twin.pool(postgres_dsn, min_size=1, max_size=2) as pool:
+        adv = twin.lock(pool, namespace="timeout-test")
+        key = ("movie", 7)
+        with psycopg.connect(postgres_dsn, autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", (adv.advisory_key(key),))
+            begin = time.monotonic()
+            with pytest.raises(LockTimeout) as info, twin.hold(adv, key, timeout=0.2):
                 pytest.fail("the lock is held elsewhere")
-        assert 0.15 < anyio.current_time() - start < 5
-        assert isinstance(info.value.__cause__, psycopg.errors.LockNotAvailable)
-        await other.execute("SELECT pg_advisory_unlock(%s)", (adv.advisory_key(key),))
-    assert adv.stats().timeouts == 1
-    async with adv(key, timeout=5) as conn:  # the pooled connection is fine
-        await conn.execute("SELECT 1")
-    assert pool.get_stats().get("returns_bad", 0) == 0
+            assert 0.15 < time.monotonic() - begin < DEADLINE
+            assert isinstance(info.value.__cause__, psycopg.errors.LockNotAvailable)
+            other.execute("SELECT pg_advisory_unlock(%s)", (adv.advisory_key(key),))
+        assert adv.stats().timeouts == 1
+        with twin.hold(adv, key, timeout=5) as conn:  # the pooled connection is fine
+            twin.run(conn, "SELECT 1")
+        assert twin.pool_stats(pool).get("returns_bad", 0) == 0
 
 
-@pytest.mark.anyio
-async def test_local_waiters_do_not_pin_pool_connections(
-    pool: AsyncConnectionPool[Any], table: str
+def test_local_waiters_do_not_pin_pool_connections(
+    twin: Twin, postgres_dsn: str, table: str
 ) -> None:
-    adv = PgAdvisoryLock(pool)  # the pool has max_size=2
-    results: list[bool] = []
+    with twin.pool(postgres_dsn, min_size=1, max_size=2) as pool:
+        adv = twin.lock(pool)
+        results: list[bool] = []
 
-    async def request() -> None:
-        results.append(await adv.dispatch(("movie", 9), _lock_worker.create_request, table, 9))
+        def request() -> None:
+            with twin.hold(adv, ("movie", 9), timeout=DEADLINE) as conn:
+                found = twin.run(
+                    conn,
+                    sql.SQL("SELECT 1 FROM {} WHERE tmdb_id = 9").format(sql.Identifier(table)),
+                )
+                if not found:
+                    twin.run(conn, _insert(table, 9))
+                results.append(not found)
 
-    async with anyio.create_task_group() as tg:
-        async with adv(("movie", 9)):
-            for _ in range(20):
-                tg.start_soon(request)
-            await anyio.wait_all_tasks_blocked()
-            assert adv.stats().waiting_tasks == 20
-            pool_stats = pool.get_stats()
+        with twin.hold(adv, ("movie", 9)):
+            threads = _threads(20, request)
+            _eventually(lambda: adv.stats().waiting_tasks == 20, "20 local waiters")
+            pool_stats = twin.pool_stats(pool)
             assert pool_stats.get("requests_waiting", 0) == 0
             assert pool_stats["pool_size"] - pool_stats.get("pool_available", 0) == 1
+        _join(threads)
     assert sorted(results) == [False] * 19 + [True]
     stats = adv.stats()
     assert (stats.acquisitions, stats.contended_acquisitions, stats.held_keys) == (21, 20, 0)
 
 
-@pytest.mark.anyio
-async def test_cancelling_a_database_wait_leaves_nothing_behind(
-    pool: AsyncConnectionPool[Any], postgres_dsn: str
-) -> None:
-    adv = PgAdvisoryLock(pool, namespace="cancel-test")
-    key = ("tv", 1399)
-    lock_id = adv.advisory_key(key)
-    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as other:
-        await other.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
-        with anyio.move_on_after(0.3) as scope:
-            async with adv(key):  # no timeout: waits in the server until cancelled
-                pytest.fail("the lock is held elsewhere")
-        assert scope.cancelled_caught
-        cur = await other.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        )
-        assert await cur.fetchone() == (0,)
-        await other.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
-    assert len(adv) == 0
-    async with adv(key, timeout=5) as conn:
-        await conn.execute("SELECT 1")
+def test_lock_arguments_are_checked(twin: Twin, postgres_dsn: str) -> None:
+    with twin.pool(postgres_dsn, min_size=1, max_size=2) as pool:
+        adv = twin.lock(pool)
+        with pytest.raises(ConfigurationError, match="key must be"):
+            adv(1.5)
+        with pytest.raises(ConfigurationError, match="timeout must be"):
+            adv("k", timeout=-1)
 
 
-@pytest.mark.anyio
-async def test_pg_lock_arguments_are_checked(pool: AsyncConnectionPool[Any]) -> None:
-    adv = PgAdvisoryLock(pool)
-    with pytest.raises(ConfigurationError, match="key must be"):
-        adv(1.5)
-    with pytest.raises(ConfigurationError, match="timeout must be"):
-        adv("k", timeout=-1)
-    async with adv("k"):
-        with pytest.raises(RuntimeError, match="not re-entrant"):
-            async with adv("k"):
+def test_a_thread_holding_a_key_cannot_take_it_again(postgres_dsn: str) -> None:
+    with pool_factory(postgres_dsn, min_size=1, max_size=2) as pool:
+        adv = PgAdvisoryLock(pool)
+        with adv("k"):
+            with pytest.raises(RuntimeError, match="not re-entrant"), adv("k"):
                 pass
+
+
+@pytest.mark.anyio
+async def test_a_task_holding_a_key_cannot_take_it_again(postgres_dsn: str) -> None:
+    async with async_pool_factory(postgres_dsn, min_size=1, max_size=2) as pool:
+        adv = AsyncPgAdvisoryLock(pool)
+        async with adv("k"):
+            with pytest.raises(RuntimeError, match="not re-entrant"):
+                async with adv("k"):
+                    pass
+
+
+def test_timeout_zero_takes_a_free_key(twin: Twin, postgres_dsn: str) -> None:
+    with twin.pool(postgres_dsn, min_size=1, max_size=2) as pool:
+        adv = twin.lock(pool, namespace="zero")  # a connection is idle: a zero wait succeeds
+        with twin.hold(adv, ("movie", 1), timeout=0) as conn:
+            twin.run(conn, "SELECT 1")
+        assert adv.stats().acquisitions == 1
+
+
+def test_no_free_connection_within_the_locks_timeout_is_a_lock_timeout(
+    twin: Twin, postgres_dsn: str
+) -> None:
+    with twin.pool(postgres_dsn, min_size=1, max_size=1) as pool:
+        adv = twin.lock(pool, namespace="busy")
+        other = twin.lock(pool, namespace="busy-other")
+        with twin.hold(other, "takes the only connection"):
+            with pytest.raises(LockTimeout, match="no pooled connection") as info:
+                with twin.hold(adv, ("movie", 1), timeout=0.05):
+                    pytest.fail("no connection was free")
+        assert isinstance(info.value.__cause__, PoolTimeout)
+        assert adv.stats().timeouts == 1
+
+
+# --- a lost lock is reported (issue 13 item 3) ---------------------------------------------
+
+
+def _terminate(dsn: str, pid: int) -> None:
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def _free_elsewhere(dsn: str, lock_id: int) -> bool:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (lock_id,)).fetchone()
+    return row == (True,)
+
+
+def test_a_terminated_session_caught_by_the_block_raises_lock_lost(
+    twin: Twin, postgres_dsn: str, table: str
+) -> None:
+    with twin.pool(postgres_dsn, min_size=1, max_size=2) as pool:
+        adv = twin.lock(pool)
+        key = ("movie", 42)
+
+        def log_and_carry_on() -> None:
+            with twin.hold(adv, key, timeout=5) as conn:
+                twin.run(conn, _insert(table, 42))
+                [(pid,)] = twin.run(conn, "SELECT pg_backend_pid()")
+                _terminate(postgres_dsn, pid)
+                # The server let go at once: another session takes the key meanwhile.
+                assert _free_elsewhere(postgres_dsn, adv.advisory_key(key))
+                try:
+                    twin.run(conn, _insert(table, 43))
+                except psycopg.OperationalError:
+                    pass  # "log and carry on"
+
+        with pytest.raises(LockLost, match="connection was lost while the lock was held") as info:
+            log_and_carry_on()
+        assert info.value.committed is False
+        assert isinstance(info.value, SeerrperfError)
+        assert _rows(postgres_dsn, table) == 0  # nothing the block wrote survived
+        assert len(adv) == 0
+        with twin.hold(adv, key, timeout=5) as conn:  # the pool replaced the dead connection
+            twin.run(conn, "SELECT 1")
+
+
+def test_a_session_lost_before_commit_raises_lock_lost_with_an_unknown_outcome(
+    twin: Twin, postgres_dsn: str, table: str
+) -> None:
+    with twin.pool(postgres_dsn, min_size=1, max_size=2) as pool:
+        adv = twin.lock(pool)
+
+        def lose_the_session() -> None:
+            with twin.hold(adv, ("movie", 5), timeout=5) as conn:
+                twin.run(conn, _insert(table, 5))
+                [(pid,)] = twin.run(conn, "SELECT pg_backend_pid()")
+                _terminate(postgres_dsn, pid)  # the block finds out only at commit
+
+        with pytest.raises(LockLost, match="during COMMIT: whether the transaction") as info:
+            lose_the_session()
+        assert info.value.committed is None
+        assert isinstance(info.value.__cause__, psycopg.OperationalError)
+        assert _rows(postgres_dsn, table) == 0
+
+
+def test_a_failed_statement_caught_by_the_block_raises_lock_lost(
+    twin: Twin, postgres_dsn: str, table: str
+) -> None:
+    with twin.pool(postgres_dsn, min_size=1, max_size=2) as pool:
+        adv = twin.lock(pool)
+
+        def swallow_a_failed_statement() -> None:
+            with twin.hold(adv, ("movie", 6), timeout=5) as conn:
+                twin.run(conn, _insert(table, 6))
+                try:
+                    twin.run(conn, "SELECT 1 / 0")
+                except psycopg.errors.DivisionByZero:
+                    pass
+
+        with pytest.raises(LockLost, match="transaction is aborted") as info:
+            swallow_a_failed_statement()
+        assert info.value.committed is False
+        assert _rows(postgres_dsn, table) == 0
+        # A savepoint is the way to let a statement fail and carry on:
+        with twin.hold(adv, ("movie", 6), timeout=5) as conn:
+            twin.run(conn, _insert(table, 6))
+            twin.run(conn, "SAVEPOINT try_it")
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                twin.run(conn, "SELECT 1 / 0")
+            twin.run(conn, "ROLLBACK TO SAVEPOINT try_it")
+        assert _rows(postgres_dsn, table) == 1
+        assert twin.pool_stats(pool).get("returns_bad", 0) == 0
+
+
+def test_a_transaction_ended_inside_the_block_raises_lock_lost(
+    twin: Twin, postgres_dsn: str, table: str
+) -> None:
+    with twin.pool(postgres_dsn, min_size=1, max_size=2) as pool:
+        adv = twin.lock(pool)
+        with pytest.raises(LockLost, match="transaction ended inside the block"):
+            with twin.hold(adv, ("movie", 8), timeout=5) as conn:
+                twin.run(conn, "COMMIT")
+
+
+def test_the_blocks_own_error_wins_over_a_lost_session(twin: Twin, postgres_dsn: str) -> None:
+    with twin.pool(postgres_dsn, min_size=1, max_size=2) as pool:
+        adv = twin.lock(pool)
+
+        def let_the_error_through() -> None:
+            with twin.hold(adv, ("movie", 9), timeout=5) as conn:
+                [(pid,)] = twin.run(conn, "SELECT pg_backend_pid()")
+                _terminate(postgres_dsn, pid)
+                twin.run(conn, "SELECT 1")  # raises, and the block lets it
+
+        with pytest.raises(psycopg.OperationalError):
+            let_the_error_through()
+
+
+# --- contended_acquisitions never exceeds acquisitions (issue 13, low) -----------------------
+
+
+def test_waiters_that_time_out_in_the_database_are_not_counted_as_contended(
+    twin: Twin, postgres_dsn: str
+) -> None:
+    # Three threads ask for a key another session holds. The first waits in
+    # the database; the other two queue in this process, are handed the key in
+    # turn as the one before them gives up, and then time out in the database
+    # too. None gets the advisory lock: no acquisition, contended or not (0.1
+    # counted two contended acquisitions and no acquisition here).
+    with twin.pool(postgres_dsn, min_size=1, max_size=3) as pool:
+        adv = twin.lock(pool, namespace="contended")
+        key = ("movie", 77)
+        timeouts: list[LockTimeout] = []
+
+        def ask(timeout: float) -> Callable[[], None]:
+            def run() -> None:
+                try:
+                    with twin.hold(adv, key, timeout=timeout):
+                        pass
+                except LockTimeout as exc:
+                    timeouts.append(exc)
+
+            return run
+
+        with psycopg.connect(postgres_dsn, autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", (adv.advisory_key(key),))
+            threads = _threads(1, ask(0.3))
+            _eventually(lambda: adv.locked(key), "the first to wait in the database")
+            threads += _threads(2, ask(1.5))
+            _join(threads)
+    assert len(timeouts) == 3
+    stats = adv.stats()
+    assert (stats.acquisitions, stats.contended_acquisitions, stats.timeouts) == (0, 0, 3)
+
+
+PLAN = st.tuples(st.integers(0, 2), st.sampled_from([None, 0, 0.05]))
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(plans=st.lists(PLAN, min_size=1, max_size=8))
+def test_counts_add_up_for_any_schedule(
+    twin: Twin, postgres_dsn: str, plans: list[tuple[int, float | None]]
+) -> None:
+    # Key 2 is held by another session throughout, so every wait for it ends
+    # in LockTimeout, after queueing in this process or not.
+    outcomes: list[str] = []
+    with twin.pool(postgres_dsn, min_size=1, max_size=3) as pool:
+        adv = twin.lock(pool, namespace=f"schedule-{uuid.uuid4().hex[:8]}")
+
+        def ask(key: int, timeout: float | None) -> None:
+            if key == 2 and timeout is None:
+                timeout = 0.05
+            try:
+                with twin.hold(adv, key, timeout=timeout) as conn:
+                    twin.run(conn, "SELECT 1")
+                outcomes.append("acquired")
+            except LockTimeout:
+                outcomes.append("timeout")
+
+        with psycopg.connect(postgres_dsn, autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", (adv.advisory_key(2),))
+            threads = [threading.Thread(target=ask, args=plan, daemon=True) for plan in plans]
+            for thread in threads:
+                thread.start()
+            _join(threads)
+    stats = adv.stats()
+    assert stats.acquisitions == outcomes.count("acquired")
+    assert stats.timeouts == outcomes.count("timeout")
+    assert stats.contended_acquisitions <= stats.acquisitions
+    assert (stats.held_keys, stats.waiting_tasks) == (0, 0)
+
+
+# --- twin-specific ------------------------------------------------------------------------
+
+
+def test_the_sync_lock_refuses_an_async_pool_and_says_what_to_use() -> None:
+    with pytest.raises(ConfigurationError, match="use AsyncPgAdvisoryLock for an async pool"):
+        PgAdvisoryLock(async_pool_factory("postgresql://localhost/db"))  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_cancelling_a_database_wait_leaves_nothing_behind(postgres_dsn: str) -> None:
+    async with async_pool_factory(postgres_dsn, min_size=1, max_size=2) as pool:
+        adv = AsyncPgAdvisoryLock(pool, namespace="cancel-test")
+        key = ("tv", 1399)
+        lock_id = adv.advisory_key(key)
+        async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as other:
+            await other.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
+            with anyio.move_on_after(0.3) as scope:
+                async with adv(key):  # no timeout: waits in the server until cancelled
+                    pytest.fail("the lock is held elsewhere")
+            assert scope.cancelled_caught
+            cur = await other.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+            assert await cur.fetchone() == (0,)
+            await other.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+        assert len(adv) == 0
+        async with adv(key, timeout=5) as conn:
+            await conn.execute("SELECT 1")
+
+
+@pytest.mark.anyio
+async def test_dispatch_passes_the_connection_and_returns_the_result(postgres_dsn: str) -> None:
+    async with async_pool_factory(postgres_dsn, min_size=1, max_size=2) as apool:
+        adv = AsyncPgAdvisoryLock(apool)
+
+        async def backend(conn: psycopg.AsyncConnection[Any], plus: int) -> int:
+            cur = await conn.execute("SELECT 40")
+            row = await cur.fetchone()
+            assert row is not None
+            return int(row[0]) + plus
+
+        assert await adv.dispatch("k", backend, 2) == 42
+    with pool_factory(postgres_dsn, min_size=1, max_size=2) as pool:
+        sync_adv = PgAdvisoryLock(pool)
+
+        def sync_backend(conn: psycopg.Connection[Any], plus: int) -> int:
+            row = conn.execute("SELECT 40").fetchone()
+            assert row is not None
+            return int(row[0]) + plus
+
+        assert sync_adv.dispatch("k", sync_backend, 2) == 42
+        with pytest.raises(ConfigurationError, match="fn must be a function, got str"):
+            sync_adv.dispatch("k", "SELECT 1")  # type: ignore[arg-type]
+        assert len(sync_adv) == 0
 
 
 # --- many processes -----------------------------------------------------------------------
 
 
-def _run_processes(dsn: str, table: str, *, advisory: bool, window: float) -> list[dict[str, Any]]:
-    """4 processes x 25 tasks, all creating the request for one movie."""
+def _run_processes(
+    dsn: str, table: str, modes: list[str], *, window: float
+) -> list[dict[str, Any]]:
+    """One process per mode x 25 tasks or threads, all creating the request for one movie."""
     ctx = multiprocessing.get_context("spawn")
-    start = ctx.Barrier(_lock_worker.PROCESSES)
-    inside = ctx.Barrier(_lock_worker.PROCESSES)
+    start = ctx.Barrier(len(modes))
+    inside = ctx.Barrier(len(modes))
     results = ctx.Queue()
     procs = [
         ctx.Process(
             target=_lock_worker.main,
-            args=(dsn, table, advisory, start, inside, window, results),
+            args=(dsn, table, mode, start, inside, window, results),
         )
-        for _ in range(_lock_worker.PROCESSES)
+        for mode in modes
     ]
     for proc in procs:
         proc.start()
@@ -323,7 +644,7 @@ def test_advisory_lock_admits_one_process_at_a_time(
     # Under the advisory lock none can: the wait expires, one row results,
     # and every later critical section finds that row.
     table = sync_table()
-    reports = _run_processes(postgres_dsn, table, advisory=True, window=0.5)
+    reports = _run_processes(postgres_dsn, table, ["async"] * _lock_worker.PROCESSES, window=0.5)
     assert _count_rows(postgres_dsn, table) == 1
     assert sum(r["inserted"] for r in reports) == 1
     met = [r["met_others_inside"] for r in reports]
@@ -340,29 +661,21 @@ def test_a_per_process_lock_lets_every_process_insert(
     # first critical section together (the barrier proves it), all four saw
     # no request, all four insert one.
     table = sync_table()
-    reports = _run_processes(postgres_dsn, table, advisory=False, window=60)
+    reports = _run_processes(postgres_dsn, table, ["local"] * _lock_worker.PROCESSES, window=60)
     assert all(r["met_others_inside"] is True for r in reports)
     assert _count_rows(postgres_dsn, table) == _lock_worker.PROCESSES
     assert sum(r["acquisitions"] for r in reports) == 100
 
 
-@pytest.mark.anyio
-async def test_advisory_timeout_zero_takes_a_free_key(pool: AsyncConnectionPool[Any]) -> None:
-    await pool.wait()  # a connection is idle: a zero wait for it must still succeed
-    adv = PgAdvisoryLock(pool, namespace="zero")
-    async with adv(("movie", 1), timeout=0) as conn:
-        await conn.execute("SELECT 1")
-    assert adv.stats().acquisitions == 1
-
-
-@pytest.mark.anyio
-async def test_no_free_connection_within_the_locks_timeout_is_a_lock_timeout(
-    pool: AsyncConnectionPool[Any],
+@pytest.mark.slow
+def test_a_sync_and_an_async_process_exclude_each_other(
+    postgres_dsn: str, sync_table: Callable[[], str]
 ) -> None:
-    adv = PgAdvisoryLock(pool, namespace="busy")  # the pool has max_size=2
-    async with pool.connection(), pool.connection():
-        with pytest.raises(LockTimeout, match="no pooled connection") as info:
-            async with adv(("movie", 1), timeout=0.05):
-                pytest.fail("no connection was free")
-    assert isinstance(info.value.__cause__, PoolTimeout)
-    assert adv.stats().timeouts == 1
+    # One process of PgAdvisoryLock threads, one of AsyncPgAdvisoryLock tasks:
+    # the same key id, one lock in the database, exactly one row.
+    table = sync_table()
+    reports = _run_processes(postgres_dsn, table, ["sync", "async"], window=0.5)
+    assert _count_rows(postgres_dsn, table) == 1
+    assert sum(r["inserted"] for r in reports) == 1
+    assert [r["met_others_inside"] for r in reports].count(True) == 0
+    assert sum(r["acquisitions"] for r in reports) == 2 * _lock_worker.TASKS

@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from seerrperf import (
     AsyncLock,
+    AsyncPgAdvisoryLock,
     BatchLoader,
     CacheControl,
     CacheManager,
@@ -23,6 +24,8 @@ from seerrperf import (
     HeaderParseError,
     HealthReport,
     HealthResult,
+    KeyedLock,
+    LockLost,
     LockStatistics,
     LockStats,
     NamedCache,
@@ -68,6 +71,36 @@ def sync_side() -> None:
     )
     with pool, pool.connection() as conn:
         conn.execute("SELECT 1")
+
+    keyed = KeyedLock()
+    with keyed(("movie", 603), timeout=1.5) as nothing:
+        assert nothing is None
+
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    total: int = keyed.dispatch(("movie", 603), add, 1, 2)
+    keyed_stats: LockStats = keyed.stats()
+    del total, keyed_stats
+
+    adv = PgAdvisoryLock(pool, namespace="media")
+    try:
+        with adv(("movie", 603), timeout=2.0) as sync_conn:
+            sync_conn.execute("SELECT 1")
+    except LockLost as lost:
+        committed: bool | None = lost.committed
+        del committed
+
+    def insert(c: psycopg.Connection[Any], tmdb_id: int) -> bool:
+        c.execute("SELECT %s", (tmdb_id,))
+        return True
+
+    inserted: bool = adv.dispatch(("movie", 603), insert, 603)
+    same_id: bool = adv.advisory_key(1) == AsyncPgAdvisoryLock(
+        async_pool_factory(), namespace="media"
+    ).advisory_key(1)
+    del inserted, same_id
+
     result: HealthResult = check_database_health(pool, timeout=1.0, clock=time.monotonic)
     report: HealthReport = health_report(result, version="1.0")
     status: int = report.status_code
@@ -169,7 +202,7 @@ async def async_side() -> None:
         held: bool = lock.locked(("movie", 603))
         del made, lock_stats, lock_dict, held
 
-        adv = PgAdvisoryLock(pool, namespace="media")
+        adv = AsyncPgAdvisoryLock(pool, namespace="media")
         async with adv(("movie", 603), timeout=2.0) as conn:
             await conn.execute("SELECT 1")
         adv_stats: LockStats = adv.stats()

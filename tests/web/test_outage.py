@@ -14,7 +14,10 @@ from psycopg import errors as pg
 
 from seerrperf import (
     CacheLoadAbortedError,
+    CacheLoadTimeout,
+    CacheOverloadedError,
     ConfigurationError,
+    LockLost,
     LockTimeout,
     SeerrperfError,
     TmdbAuthError,
@@ -67,6 +70,9 @@ OUTAGES: list[tuple[BaseException, str]] = [
     (tmdb(TmdbRateLimited, 429), "upstream-rate-limited"),
     (LockTimeout("advisory lock not acquired within the timeout"), "busy"),
     (CacheLoadAbortedError("the load was cancelled"), "interrupted"),
+    (CacheLoadTimeout("the load took longer than 30 s"), "interrupted"),
+    (CacheOverloadedError("10,000 loads in flight"), "busy"),
+    (LockLost("the session died while the lock was held", committed=False), "database-unavailable"),
 ]
 
 NOT_OUTAGES: list[BaseException] = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .advisory import PgAdvisoryLock
+from .advisory import AsyncPgAdvisoryLock, PgAdvisoryLock
 from .health import (
     HealthReport,
     HealthResult,
@@ -14,6 +14,7 @@ from .pool import AsyncConnection, PoolSettings, SyncConnection, async_pool_fact
 
 __all__ = [
     "AsyncConnection",
+    "AsyncPgAdvisoryLock",
     "HealthReport",
     "HealthResult",
     "PgAdvisoryLock",

@@ -42,10 +42,15 @@ not available (``lock_timeout``)
 connection failure after the retries)
 ``TmdbRateLimited`` (429 after the         ``upstream-rate-limited`` the
 retries)                                                             pause
+``LockLost`` (the session holding an       ``database-unavailable``  5 s
+advisory lock died: nothing committed)
 ``LockTimeout`` (a per-key lock not        ``busy``                  1 s
-acquired in time: nothing ran)
-``CacheLoadAbortedError`` (a shared load   ``interrupted``           1 s
-ended without a result)
+acquired in time: nothing ran),
+``CacheOverloadedError`` (too many loads
+in flight)
+``CacheLoadAbortedError``,                 ``interrupted``           1 s
+``CacheLoadTimeout`` (a shared load ended
+without a result)
 an ``ExceptionGroup`` whose every leaf is  the first leaf's          --
 an outage
 =========================================  ========================  =====
@@ -79,6 +84,9 @@ import psycopg
 
 from seerrperf._errors import (
     CacheLoadAbortedError,
+    CacheLoadTimeout,
+    CacheOverloadedError,
+    LockLost,
     LockTimeout,
     TmdbRateLimited,
     TmdbUnavailable,
@@ -228,9 +236,11 @@ def classify_outage(exc: BaseException) -> Outage | None:
         outage = _UPSTREAM_UNAVAILABLE
     elif isinstance(exc, TmdbRateLimited):
         outage = _UPSTREAM_RATE_LIMITED
-    elif isinstance(exc, LockTimeout):
+    elif isinstance(exc, LockLost):  # the session died under the lock: nothing was saved
+        outage = _DATABASE_UNAVAILABLE
+    elif isinstance(exc, LockTimeout | CacheOverloadedError):
         outage = _BUSY
-    elif isinstance(exc, CacheLoadAbortedError):
+    elif isinstance(exc, CacheLoadAbortedError | CacheLoadTimeout):
         outage = _INTERRUPTED
     if outage is None:
         return None

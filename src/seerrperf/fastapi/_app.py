@@ -21,11 +21,11 @@ from seerrperf import _validate
 from seerrperf._cache import CacheManager
 from seerrperf._errors import SeerrperfError
 from seerrperf._headers import no_store_headers
-from seerrperf._lock import AsyncLock
+from seerrperf._locks import AsyncLock
 from seerrperf._pg import (
     AsyncConnection,
+    AsyncPgAdvisoryLock,
     HealthResult,
-    PgAdvisoryLock,
     PoolSettings,
     async_check_database_health,
     async_pool_factory,
@@ -58,7 +58,7 @@ class _Running:
     pool: AsyncConnectionPool[AsyncConnection]
     tmdb: TmdbClient | None
     lock: AsyncLock
-    advisory_lock: PgAdvisoryLock
+    advisory_lock: AsyncPgAdvisoryLock
 
 
 class Seerrperf:
@@ -227,9 +227,9 @@ class Seerrperf:
         return self._current().lock
 
     @property
-    def advisory_lock(self) -> PgAdvisoryLock:
+    def advisory_lock(self) -> AsyncPgAdvisoryLock:
         """A per-key lock across processes and hosts, on the pool
-        (:class:`~seerrperf.PgAdvisoryLock`, namespace ``lock_namespace``).
+        (:class:`~seerrperf.AsyncPgAdvisoryLock`, namespace ``lock_namespace``).
 
         Raises:
             SeerrperfError: the lifespan is not running.
@@ -332,7 +332,7 @@ class Seerrperf:
                 pool=pool,
                 tmdb=tmdb,
                 lock=AsyncLock(),
-                advisory_lock=PgAdvisoryLock(pool, namespace=config.lock_namespace),
+                advisory_lock=AsyncPgAdvisoryLock(pool, namespace=config.lock_namespace),
             )
             setattr(app.state, STATE_KEY, self)
             try:

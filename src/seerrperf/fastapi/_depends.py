@@ -13,8 +13,8 @@ from starlette.requests import HTTPConnection, Request
 
 from seerrperf._cache import CacheManager
 from seerrperf._errors import ConfigurationError, SeerrperfError
-from seerrperf._lock import AsyncLock
-from seerrperf._pg import AsyncConnection, PgAdvisoryLock
+from seerrperf._locks import AsyncLock
+from seerrperf._pg import AsyncConnection, AsyncPgAdvisoryLock
 from seerrperf._tmdb import TmdbClient
 
 from ._app import STATE_KEY, Seerrperf
@@ -49,7 +49,7 @@ def _lock(connection: HTTPConnection) -> AsyncLock:
     return _seerrperf(connection).lock
 
 
-def _advisory_lock(connection: HTTPConnection) -> PgAdvisoryLock:
+def _advisory_lock(connection: HTTPConnection) -> AsyncPgAdvisoryLock:
     return _seerrperf(connection).advisory_lock
 
 
@@ -65,8 +65,8 @@ Caches = Annotated[CacheManager, Depends(_caches)]
 Lock = Annotated[AsyncLock, Depends(_lock)]
 """The app's per-process :class:`~seerrperf.AsyncLock`."""
 
-AdvisoryLock = Annotated[PgAdvisoryLock, Depends(_advisory_lock)]
-"""The app's :class:`~seerrperf.PgAdvisoryLock` (holds across worker processes and hosts)."""
+AdvisoryLock = Annotated[AsyncPgAdvisoryLock, Depends(_advisory_lock)]
+"""The app's :class:`~seerrperf.AsyncPgAdvisoryLock` (holds across worker processes and hosts)."""
 
 
 # --- request bodies -------------------------------------------------------------------
