@@ -43,7 +43,7 @@ from .breaker import Admission, Breaker, classify
 from .codec import Serializer, serializer_argument
 from .keyspace import Keyspace, Message, parse_message
 from .pending import Backlog, Pending
-from .scripts import CLEAR, DELETE, FLUSH, RENEW, Script
+from .scripts import ALL_SCRIPTS, CLEAR, DELETE, FLUSH, RENEW, Script
 from .stats import Counters, RedisStats
 from .subscriber import TICK, Subscriber
 from .waiters import Waiters
@@ -657,9 +657,13 @@ class RedisBackend:
         try:
             return client.evalsha(script.sha, len(keys), *keys, *args)
         except self._redis.exceptions.NoScriptError:
-            # A restarted (or flushed) server forgot the script: load it once.
+            # A new (or restarted) server does not know our scripts: load them all at
+            # once, so that no other first use costs the extra round trips.
             self._counters.add("round_trips", 2)
-            client.script_load(script.source)
+            with client.pipeline(transaction=False) as pipe:
+                for known in ALL_SCRIPTS:
+                    pipe.script_load(known.source)
+                pipe.execute()
             return client.evalsha(script.sha, len(keys), *keys, *args)
 
     async def _aevalsha(self, client: Any, script: Script, keys: list[str], args: list[Any]) -> Any:
@@ -668,7 +672,10 @@ class RedisBackend:
             return await client.evalsha(script.sha, len(keys), *keys, *args)
         except self._redis.exceptions.NoScriptError:
             self._counters.add("round_trips", 2)
-            await client.script_load(script.source)
+            async with client.pipeline(transaction=False) as pipe:
+                for known in ALL_SCRIPTS:
+                    pipe.script_load(known.source)
+                await pipe.execute()
             return await client.evalsha(script.sha, len(keys), *keys, *args)
 
     def _replay_calls(self, backlog: Backlog) -> Iterator[tuple[Script, list[str], list[Any]]]:

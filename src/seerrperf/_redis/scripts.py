@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "ALL_SCRIPTS",
     "CLEAR",
     "DELETE",
     "FILL",
@@ -230,3 +231,6 @@ redis.call('PEXPIRE', KEYS[1], math.floor((math.max(nxt, paused) - now) / 1000) 
 return {math.floor(start - now), math.floor(math.max(0, paused - now))}
 """,
 )
+
+ALL_SCRIPTS: Final = (LOOKUP, FILL, SET, DELETE, CLEAR, RELEASE, RENEW, RESERVE)
+"""Every script, loaded together the first time a server does not know one."""

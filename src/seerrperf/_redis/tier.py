@@ -528,7 +528,7 @@ class SharedTier:
         try:
             return self._backend._run(call)
         finally:
-            self._backend.unhold(call.keys[1])
+            self._backend.unhold(self._keyspace.lease(self.name, lease.digest))
 
     async def afill(
         self, lease: Lease, value: Any, ttl: float, *, stale_window: float = 0.0
@@ -538,7 +538,7 @@ class SharedTier:
         try:
             return await self._backend._arun(call)
         finally:
-            self._backend.unhold(call.keys[1])
+            self._backend.unhold(self._keyspace.lease(self.name, lease.digest))
 
     def _check_lease(self, lease: object) -> Lease:
         _validate.instance("lease", lease, Lease, "a Lease")
@@ -813,7 +813,8 @@ class SharedTier:
             await self._arelease_shielded(lease)
             raise
         with anyio.CancelScope(shield=True):
-            return await self.afill(lease, value, ttl, stale_window=stale_window)
+            outcome = await self.afill(lease, value, ttl, stale_window=stale_window)
+        return outcome
 
     def _acquisition(
         self,
