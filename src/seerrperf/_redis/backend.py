@@ -535,6 +535,9 @@ class RedisBackend:
             # never on a timeout: a slow server must cost one timeout, not several.
             "retry": retry_class(backoff(), retries, supported_errors=(errors.ConnectionError,)),
             "health_check_interval": 0,
+            # RESP2 everywhere: what Redis 6.2 speaks by default and redis-py 5 uses
+            # (redis-py 8 would negotiate RESP3, with another round trip per connection).
+            "protocol": 2,
         }
 
     def _make_client(self, retries: int) -> Any:
@@ -612,7 +615,7 @@ class RedisBackend:
             return FALLBACK
         client = self._sync
         try:
-            if admission == "probe" and self._pending:
+            if self._pending:  # invalidations Redis missed go first
                 backlog = self._pending.take()
                 try:
                     for replay in self._replay_calls(backlog):
@@ -637,7 +640,7 @@ class RedisBackend:
             return FALLBACK
         try:
             client = self._async_client(loop)
-            if admission == "probe" and self._pending:
+            if self._pending:  # invalidations Redis missed go first
                 backlog = self._pending.take()
                 try:
                     for replay in self._replay_calls(backlog):
