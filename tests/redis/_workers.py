@@ -6,6 +6,7 @@ exception that ended it, so the test sees a failure instead of a hang.
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -60,7 +61,9 @@ def load_keys(
 
                 def run_thread(order: list[int]) -> None:
                     for key in order:
-                        got = tier.get_or_load(("movie", key), lambda k=key: load_sync(k), ttl=300)
+                        got = tier.get_or_load(
+                            ("movie", key), functools.partial(load_sync, key), ttl=300
+                        )
                         check(key, got.value)
 
                 threads = [threading.Thread(target=run_thread, args=(o,)) for o in orders]
@@ -79,7 +82,7 @@ def load_keys(
                 async def run_task(order: list[int]) -> None:
                     for key in order:
                         got = await tier.aget_or_load(
-                            ("movie", key), lambda k=key: load_async(k), ttl=300
+                            ("movie", key), functools.partial(load_async, key), ttl=300
                         )
                         check(key, got.value)
 
@@ -196,7 +199,10 @@ def refresh_stale(
                         sources.append(got.source)
                         if got.refresh is not None:
                             tier.refresh(
-                                got.refresh, lambda k=key: refresh(k), ttl=300, stale_window=600
+                                got.refresh,
+                                functools.partial(refresh, key),
+                                ttl=300,
+                                stale_window=600,
                             )
 
             threads = [threading.Thread(target=run) for _ in range(8)]

@@ -187,7 +187,7 @@ def test_a_killed_subscription_resyncs_when_it_is_back(running_redis: EmbeddedRe
             tier.delete(("movie", 1))  # published while the listener is not subscribed
             # The listener resyncs when it notices the loss, and again once it is
             # subscribed again: whatever it missed in between is dropped.
-            heard = []
+            heard: list[Any] = []
             while sum(kind == "resync" for kind, *_ in heard) < 2:
                 heard.append(queue.get(timeout=10))
             # After the resync, messages arrive again.

@@ -180,8 +180,8 @@ def test_the_breaker_opens_on_failure_and_probes_once_per_interval() -> None:
     clock.advance(0.1)
     assert breaker.admit() == "probe"
     assert breaker.succeeded("probe") == pytest.approx(1.0)
-    assert breaker.closed
     assert breaker.admit() == "go"
+    assert breaker.closed
 
 
 def test_only_a_probe_closes_the_breaker() -> None:

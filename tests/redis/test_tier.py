@@ -32,7 +32,8 @@ def test_set_then_lookup_is_fresh_with_the_servers_ttl(backend: RedisBackend) ->
 
 def test_values_round_trip_falsy_and_nested(backend: RedisBackend) -> None:
     tier = backend.tier("tmdb")
-    for index, value in enumerate([None, 0, "", [], {}, False, [1, [2, {"a": None}]], "ünï"]):
+    values: list[Any] = [None, 0, "", [], {}, False, [1, [2, {"a": None}]], "ünï"]
+    for index, value in enumerate(values):
         assert tier.set(("v", index), value, 60) == "stored"
         found = tier.lookup(("v", index))
         assert (found.state, found.value, type(found.value)) == ("fresh", value, type(value))
@@ -354,7 +355,7 @@ def test_get_or_load_refuses_an_async_loader_and_bad_arguments(backend: RedisBac
         return 1
 
     with pytest.raises(ConfigurationError, match="aget_or_load"):
-        tier.get_or_load(KEY, coroutine, ttl=60)  # type: ignore[arg-type]
+        tier.get_or_load(KEY, coroutine, ttl=60)
     assert tier.lookup(KEY, lease=True).lease is not None  # released
     with pytest.raises(ConfigurationError, match="loader"):
         tier.get_or_load(("k",), "not callable", ttl=60)  # type: ignore[arg-type]

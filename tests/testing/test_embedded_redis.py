@@ -9,8 +9,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-
 import redis
+
 from seerrperf import ConfigurationError, SeerrperfError
 from seerrperf.testing import EmbeddedRedis, EmbeddedRedisError, embedded_redis
 

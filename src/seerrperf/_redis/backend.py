@@ -609,7 +609,22 @@ class RedisBackend:
             self._counters.add("fallbacks")
         return admission
 
-    def _execute(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+    def replay(self) -> None:
+        """Apply the backlog of invalidations now, if Redis takes them.
+
+        Called after a write Redis refused while answering (full: a refused
+        ``set`` must still delete the shared value it would have replaced,
+        and ``DEL`` is what a full server still accepts).
+        """
+        if self._pending and self._breaker.closed and not self._closed:
+            self._execute(None, [], [])
+
+    async def areplay(self) -> None:
+        """The async twin of :meth:`replay`."""
+        if self._pending and self._breaker.closed and not self._closed:
+            await self._aexecute(None, [], [])
+
+    def _execute(self, script: Script | None, keys: list[str], args: list[Any]) -> Any:
         admission = self._admit()
         if admission == "skip":
             return FALLBACK
@@ -623,14 +638,14 @@ class RedisBackend:
                 except BaseException:
                     self._pending.restore(backlog)
                     raise
-            reply = self._evalsha(client, script, keys, args)
+            reply = None if script is None else self._evalsha(client, script, keys, args)
         except Exception as exc:
             self._failed(exc)
             return FALLBACK
         self._succeeded(admission)
         return reply
 
-    async def _aexecute(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+    async def _aexecute(self, script: Script | None, keys: list[str], args: list[Any]) -> Any:
         loop = current_loop()
         if not isinstance(loop, asyncio.AbstractEventLoop):
             # redis.asyncio is asyncio-only: under trio the sync client runs in a thread.
@@ -648,7 +663,7 @@ class RedisBackend:
                 except BaseException:
                     self._pending.restore(backlog)
                     raise
-            reply = await self._aevalsha(client, script, keys, args)
+            reply = None if script is None else await self._aevalsha(client, script, keys, args)
         except Exception as exc:
             self._failed(exc)
             return FALLBACK

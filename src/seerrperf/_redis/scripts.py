@@ -86,8 +86,9 @@ local function bump(key)
     redis.call('SET', key, string.format('%.0f', now_us()))
   end
 end
+-- HSET comes first of a script's writes: a full server (maxmemory, noeviction)
+-- refuses a script's first memory-growing write, but not one after another write.
 local function store(key, gen, codec, data, ttl_ms, keep_ms, now)
-  redis.call('DEL', key)
   redis.call('HSET', key, 'g', gen, 'f', string.format('%.0f', now + tonumber(ttl_ms)),
              's', codec, 'd', data)
   redis.call('PEXPIRE', key, keep_ms)
@@ -133,12 +134,13 @@ FILL: Final = _script(
     #       wake message
     """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[2])
 if generation(KEYS[3], KEYS[4], false) ~= ARGV[2] then
+  redis.call('DEL', KEYS[2])
   redis.call('PUBLISH', ARGV[7], ARGV[9])
   return 0
 end
 store(KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], now_ms())
+redis.call('DEL', KEYS[2])
 redis.call('PUBLISH', ARGV[7], ARGV[8])
 return 1
 """,
@@ -150,8 +152,8 @@ SET: Final = _script(
     # ARGV: codec, data, ttl_ms, keep_ms, channel, message
     """
 local gen = generation(KEYS[3], KEYS[4], true)
-redis.call('DEL', KEYS[2])
 store(KEYS[1], gen, ARGV[1], ARGV[2], ARGV[3], ARGV[4], now_ms())
+redis.call('DEL', KEYS[2])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return 1
 """,

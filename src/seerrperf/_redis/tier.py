@@ -365,13 +365,21 @@ class SharedTier:
             ConfigurationError: ``key`` cannot be shared, or ``ttl`` or
                 ``stale_window`` is not a finite number of seconds ``>= 0``.
         """
-        return self._backend._run(self._set_call(key, value, ttl, stale_window))
+        outcome: SetOutcome = self._backend._run(self._set_call(key, value, ttl, stale_window))
+        if outcome == "fallback":
+            self._backend.replay()  # a full server still takes the delete
+        return outcome
 
     async def aset(
         self, key: object, value: Any, ttl: float, *, stale_window: float = 0.0
     ) -> SetOutcome:
         """The async twin of :meth:`set`."""
-        return await self._backend._arun(self._set_call(key, value, ttl, stale_window))
+        outcome: SetOutcome = await self._backend._arun(
+            self._set_call(key, value, ttl, stale_window)
+        )
+        if outcome == "fallback":
+            await self._backend.areplay()
+        return outcome
 
     def _set_call(self, key: object, value: Any, ttl: float, stale_window: float) -> Call[Any]:
         ttl = _validate.duration("ttl", ttl)

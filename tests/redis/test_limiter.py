@@ -1,0 +1,190 @@
+"""RedisRateLimiter: one budget for several real processes, a pause every process honours,
+the Throttle's face, and a local limit while Redis is away."""
+
+from __future__ import annotations
+
+import bisect
+import inspect
+import itertools
+import multiprocessing
+import time
+from typing import Any
+
+import pytest
+
+from seerrperf import ConfigurationError, RedisBackend, RedisRateLimiter
+from seerrperf._tmdb.transport import Throttle
+from seerrperf.testing import EmbeddedRedis, FakeClock
+
+from . import _workers
+from ._support import wait_until
+
+CTX = multiprocessing.get_context("spawn")
+
+
+def busiest_window(slots: list[float], seconds: float = 1.0) -> int:
+    """The most slots in any half-open window of ``seconds``."""
+    ordered = sorted(slots)
+    return max(
+        (bisect.bisect_left(ordered, start + seconds) - i for i, start in enumerate(ordered)),
+        default=0,
+    )
+
+
+def test_it_has_the_throttles_face() -> None:
+    for name in ("pause_left", "pause", "reserve"):
+        ours = inspect.signature(getattr(RedisRateLimiter, name))
+        theirs = inspect.signature(getattr(Throttle, name))
+        assert list(ours.parameters) == list(theirs.parameters)
+    for name in ("apause", "areserve"):
+        assert inspect.iscoroutinefunction(getattr(RedisRateLimiter, name))
+
+
+def test_bad_arguments_are_named(backend: RedisBackend) -> None:
+    with pytest.raises(ConfigurationError, match="max_rps"):
+        backend.rate_limiter("tmdb", max_rps=0)
+    with pytest.raises(ConfigurationError, match="margin"):
+        backend.rate_limiter("tmdb", max_rps=10, margin=2)
+    with pytest.raises(ConfigurationError, match="expected_workers"):
+        backend.rate_limiter("tmdb", max_rps=10, expected_workers=0)
+    with pytest.raises(ConfigurationError, match="name"):
+        backend.rate_limiter("", max_rps=10)
+    with pytest.raises(ConfigurationError, match="seconds"):
+        backend.rate_limiter("tmdb", max_rps=10).pause(-1)
+
+
+def test_reservations_are_spaced_on_the_servers_clock(backend: RedisBackend) -> None:
+    backend.rate_limiter("warm-up", max_rps=10).reserve()  # the server learns the scripts
+    limiter = backend.rate_limiter("tmdb", max_rps=10, margin=0.0)
+    before = backend.stats().round_trips
+    waits = [limiter.reserve() for _ in range(5)]
+    assert waits[0] == pytest.approx(0.0, abs=0.05)
+    # Each reservation is one slot (0.1 s) after the one before, less the time the
+    # calls themselves took.
+    for earlier, later in itertools.pairwise(waits):
+        assert 0.05 < later - earlier <= 0.1 + 1e-6
+    stats = backend.stats()
+    assert stats.limiter_waits == 4
+    assert stats.limiter_wait_seconds == pytest.approx(sum(waits))
+    assert stats.round_trips - before == 5  # one per reservation
+
+
+def test_limiters_of_one_name_share_the_budget_others_do_not(
+    backend: RedisBackend, redis_url: str
+) -> None:
+    with RedisBackend.from_url(redis_url, namespace=backend.namespace) as other:
+        ours = backend.rate_limiter("tmdb", max_rps=10, margin=0.0)
+        theirs = other.rate_limiter("tmdb", max_rps=10, margin=0.0)
+        assert ours.reserve() == pytest.approx(0.0, abs=0.05)
+        assert theirs.reserve() == pytest.approx(0.1, abs=0.05)
+        assert other.rate_limiter("tvdb", max_rps=10).reserve() == pytest.approx(0.0, abs=0.05)
+
+
+def test_a_pause_reaches_every_limiter_of_the_name(backend: RedisBackend, redis_url: str) -> None:
+    with RedisBackend.from_url(redis_url, namespace=backend.namespace) as other:
+        ours = backend.rate_limiter("tmdb", max_rps=100)
+        theirs = other.rate_limiter("tmdb", max_rps=100)
+        ours.pause(2.0)
+        assert 1.9 < ours.pause_left() <= 2.0  # known here at once
+        assert theirs.pause_left() == 0.0  # not known there before it asks...
+        wait = theirs.reserve()
+        assert 1.8 < wait <= 2.0  # ...and its next start waits the pause out
+        assert 1.8 < theirs.pause_left() <= 2.0
+        ours.pause(0.5)  # a shorter pause does not shorten the longer one
+        assert theirs.reserve() > 1.5
+
+
+@pytest.mark.anyio
+async def test_async_twins(abackend: RedisBackend) -> None:
+    limiter = abackend.rate_limiter("tmdb", max_rps=10, margin=0.0)
+    assert await limiter.areserve() == pytest.approx(0.0, abs=0.05)
+    assert 0.05 < await limiter.areserve() <= 0.1
+    await limiter.apause(1.0)
+    assert 0.9 < await limiter.areserve() <= 1.0
+
+
+def test_while_redis_is_away_each_process_keeps_its_share() -> None:
+    server = EmbeddedRedis()  # never started: every call falls back
+    clock = FakeClock()
+    try:
+        with RedisBackend.from_url(
+            server.url, timeout=0.1, expected_workers=4, clock=clock
+        ) as backend:
+            limiter = backend.rate_limiter("tmdb", max_rps=20)
+            assert limiter.local_rps == 5.0
+            assert [limiter.reserve() for _ in range(3)] == pytest.approx([0.0, 0.2, 0.4])
+            limiter.pause(3.0)
+            assert limiter.pause_left() == pytest.approx(3.0)
+            clock.advance(1.0)
+            assert limiter.pause_left() == pytest.approx(2.0)
+            assert backend.stats().fallbacks >= 4
+            per_call = backend.rate_limiter("tmdb", max_rps=20, expected_workers=2)
+            assert per_call.local_rps == 10.0
+    finally:
+        server.close()
+
+
+# -- four real processes -------------------------------------------------------------------
+
+
+def _run_workers(
+    redis_url: str, namespace: str, limit: int, during: Any = None
+) -> list[tuple[str, list[tuple[float, float]], dict[str, Any]]]:
+    start = CTX.Barrier(_workers.PROCESSES)
+    stop = CTX.Event()
+    started = CTX.Value("i", 0)
+    queue = CTX.Queue()
+    processes = [
+        CTX.Process(
+            target=_workers.reserve_starts,
+            args=(redis_url, namespace, 20, start, stop, limit, started, queue),
+        )
+        for _ in range(_workers.PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        if during is not None:
+            during(started, stop)
+        results = [queue.get(timeout=120) for _ in processes]
+    finally:
+        stop.set()
+        for process in processes:
+            process.join(30)
+            if process.is_alive():
+                process.kill()
+    assert [r[0] for r in results] == ["done"] * len(processes), results
+    return results
+
+
+@pytest.mark.slow
+def test_four_processes_share_max_rps(redis_url: str, namespace: str) -> None:
+    results = _run_workers(redis_url, namespace, limit=15)
+    slots = [slot for _, starts, _ in results for _, slot in starts]
+    assert len(slots) == 60
+    assert busiest_window(slots) <= 20
+    # And it is the fleet's budget, not each one's: 60 starts need about 3 s.
+    assert max(slots) - min(slots) >= 59 / 20
+    assert sum(stats["fallbacks"] for *_, stats in results) == 0
+
+
+@pytest.mark.slow
+def test_a_pause_stops_every_process(redis_url: str, namespace: str) -> None:
+    paused: dict[str, float] = {}
+
+    def pause_midway(started: Any, stop: Any) -> None:
+        wait_until(lambda: started.value >= 12, timeout=60, what="the workers run")
+        with RedisBackend.from_url(redis_url, namespace=namespace, timeout=5.0) as backend:
+            paused["asked"] = time.monotonic()
+            backend.rate_limiter("tmdb", max_rps=20).pause(2.0)
+            paused["done"] = time.monotonic()
+        stop.wait(3.0)  # the workload runs on past the pause for 3 s, then stops
+        stop.set()
+
+    results = _run_workers(redis_url, namespace, limit=10_000, during=pause_midway)
+    for _, starts, _ in results:
+        after = [slot for began, slot in starts if began > paused["done"]]
+        assert after, "every process started again after the pause"
+        assert min(after) >= paused["asked"] + 2.0 - 1e-3
+        before = [slot for began, slot in starts if began < paused["asked"]]
+        assert before, "every process ran before the pause"
