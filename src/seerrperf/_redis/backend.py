@@ -93,7 +93,7 @@ def url_secrets(url: str) -> tuple[str, ...]:
         for name, value in parse_qsl(parts.query, keep_blank_values=False):
             if name.lower() == "password" and value:
                 found += [value, unquote(value)]
-        # A bare "redis://secret@host" is a password for redis-py, not a user name.
+        # A bare "redis://secret@host" is often a token put where the password belongs.
         if parts.username and parts.password is None:
             found += [parts.username, unquote(parts.username)]
     except ValueError:
@@ -246,7 +246,7 @@ class RedisBackend:
         except ImportError:
             raise ConfigurationError(_MISSING_EXTRA) from None
         self._redis = redis
-        self.keyspace = Keyspace(self._namespace)
+        self._keyspace = Keyspace(self._namespace)
         self._breaker = Breaker(self._retry_interval, self._clock)
         self._counters = Counters()
         self._waiters = Waiters()
@@ -429,7 +429,7 @@ class RedisBackend:
         return await self._arun(self._flush_call())
 
     def _flush_call(self) -> Call[bool]:
-        message = self.message("flush", None)
+        message = self._message("flush", None)
 
         def parse(reply: Any) -> bool:
             self._waiters.wake_cache(None)
@@ -440,7 +440,7 @@ class RedisBackend:
             return True
 
         return Call(
-            FLUSH, [self.keyspace.namespace_generation], [self.keyspace.channel, message], parse
+            FLUSH, [self._keyspace.namespace_generation], [self._keyspace.channel, message], parse
         )
 
     def stats(self) -> RedisStats:
@@ -520,7 +520,7 @@ class RedisBackend:
         self._pending.reset()
         if self._listeners and not self._closed:
             try:
-                self.ensure_subscriber()
+                self._ensure_subscriber()
             except Exception:  # a child that cannot start a thread still works, locally
                 logger.debug("could not start the subscriber after fork", exc_info=True)
 
@@ -550,7 +550,7 @@ class RedisBackend:
             )
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(
-                f"url is not a usable Redis URL: {self.describe(exc)}"
+                f"url is not a usable Redis URL: {self._describe(exc)}"
             ) from None
 
     def _async_client(self, loop: asyncio.AbstractEventLoop) -> Any:
@@ -571,7 +571,7 @@ class RedisBackend:
                 self._aclients[loop] = client
         return client
 
-    def open_pubsub(self) -> Any:
+    def _open_pubsub(self) -> Any:
         """A new ``PubSub`` on a client that never retries (a reconnect must be noticed)."""
         if self._pubsub_client is None:
             self._pubsub_client = self._make_client(retries=0)
@@ -609,7 +609,7 @@ class RedisBackend:
             self._counters.add("fallbacks")
         return admission
 
-    def replay(self) -> None:
+    def _replay(self) -> None:
         """Apply the backlog of invalidations now, if Redis takes them.
 
         Called after a write Redis refused while answering (full: a refused
@@ -619,7 +619,7 @@ class RedisBackend:
         if self._pending and self._breaker.closed and not self._closed:
             self._execute(None, [], [])
 
-    async def areplay(self) -> None:
+    async def _areplay(self) -> None:
         """The async twin of :meth:`replay`."""
         if self._pending and self._breaker.closed and not self._closed:
             await self._aexecute(None, [], [])
@@ -697,37 +697,37 @@ class RedisBackend:
             return await client.evalsha(script.sha, len(keys), *keys, *args)
 
     def _replay_calls(self, backlog: Backlog) -> Iterator[tuple[Script, list[str], list[Any]]]:
-        keyspace = self.keyspace
+        keyspace = self._keyspace
         channel = keyspace.channel
         if backlog.flush:
-            yield FLUSH, [keyspace.namespace_generation], [channel, self.message("flush", None)]
+            yield FLUSH, [keyspace.namespace_generation], [channel, self._message("flush", None)]
             return
         for cache in sorted(backlog.clears):
-            yield CLEAR, [keyspace.generation(cache)], [channel, self.message("clear", cache)]
+            yield CLEAR, [keyspace.generation(cache)], [channel, self._message("clear", cache)]
         for cache, digests in backlog.deletes.items():
-            for call in self.delete_calls(cache, sorted(digests), lambda _chunk: _ignore):
+            for call in self._delete_calls(cache, sorted(digests), lambda _chunk: _ignore):
                 yield call.script, call.keys, call.args
 
-    def delete_calls(
+    def _delete_calls(
         self, cache: str, digests: list[str], parse_for: Callable[[list[str]], Callable[[Any], _R]]
     ) -> Iterator[Call[_R]]:
         """The ``delete`` script calls for ``digests`` of ``cache``, in chunks.
 
         ``parse_for(chunk)`` returns how to read the reply of the call for ``chunk``.
         """
-        keyspace = self.keyspace
+        keyspace = self._keyspace
         for start in range(0, len(digests), DELETE_CHUNK):
             chunk = digests[start : start + DELETE_CHUNK]
             keys = [
                 name for d in chunk for name in (keyspace.entry(cache, d), keyspace.lease(cache, d))
             ]
-            args = [keyspace.channel, self.message("keys", cache, chunk)]
+            args = [keyspace.channel, self._message("keys", cache, chunk)]
             yield Call(DELETE, keys, args, parse_for(chunk))
 
     def _failed(self, error: Exception) -> None:
         self._counters.add("errors")
         self._counters.add("fallbacks")
-        text = self.describe(error)
+        text = self._describe(error)
         if classify(error) == "down":
             if self._breaker.failed():
                 logger.warning(
@@ -736,7 +736,7 @@ class RedisBackend:
                     text,
                 )
         else:
-            self.log_once(
+            self._log_once(
                 f"refused:{type(error).__name__}",
                 "Redis refused a command (%s); those operations fall back",
                 text,
@@ -751,16 +751,18 @@ class RedisBackend:
 
     # -- helpers for the tier and the limiter ------------------------------------------
 
-    def message(self, op: str, cache: str | None, digests: list[str] | tuple[str, ...] = ()) -> str:
+    def _message(
+        self, op: str, cache: str | None, digests: list[str] | tuple[str, ...] = ()
+    ) -> str:
         """An invalidation message from this process."""
         return Message(self._source, op, cache, tuple(digests)).encode()  # type: ignore[arg-type]
 
-    def describe(self, error: BaseException) -> str:
+    def _describe(self, error: BaseException) -> str:
         """A short, password-free description of ``error``."""
         text = " ".join(str(error).split()) or "no details"
         return redact(f"{type(error).__name__}: {text}", self._secrets)[:_MESSAGE_LIMIT]
 
-    def log_once(self, kind: str, message: str, *args: object) -> None:
+    def _log_once(self, kind: str, message: str, *args: object) -> None:
         """Log a warning the first time ``kind`` happens (until a recovery re-arms it)."""
         with self._lock:
             if kind in self._logged:
@@ -768,33 +770,23 @@ class RedisBackend:
             self._logged.add(kind)
         logger.warning(message, *args)
 
-    def count(self, name: str, amount: float = 1) -> None:
+    def _count(self, name: str, amount: float = 1) -> None:
         """Add to one of the counters of :class:`RedisStats`."""
         self._counters.add(name, amount)
 
-    def hold(self, lease_key: str, value: str) -> None:
+    def _hold(self, lease_key: str, value: str) -> None:
         """Keep renewing a lease while its load runs."""
         with self._lock:
             self._held[lease_key] = value
 
-    def unhold(self, lease_key: str) -> None:
+    def _unhold(self, lease_key: str) -> None:
         """Stop renewing a lease."""
         with self._lock:
             self._held.pop(lease_key, None)
 
-    @property
-    def waiters(self) -> Waiters:
-        """Callers waiting for other processes' loads."""
-        return self._waiters
-
-    @property
-    def pending(self) -> Pending:
-        """Invalidations made while Redis was unavailable."""
-        return self._pending
-
     # -- the subscriber ----------------------------------------------------------------
 
-    def ensure_subscriber(self) -> None:
+    def _ensure_subscriber(self) -> None:
         """Start the subscriber thread unless it runs (cheap when it does)."""
         subscriber = self._subscriber
         if (subscriber is not None and subscriber.alive) or self._closed:
@@ -810,12 +802,12 @@ class RedisBackend:
                 )
                 self._subscriber.start()
 
-    def subscribe(self, cache: str, callback: Callable[[Invalidation], None]) -> Subscription:
+    def _subscribe(self, cache: str, callback: Callable[[Invalidation], None]) -> Subscription:
         """Register ``callback`` for ``cache``'s invalidations (see ``SharedTier.subscribe``)."""
         listener = _Listener(cache, _validate.function("callback", callback))
         with self._lock:
             self._listeners = (*self._listeners, listener)
-        self.ensure_subscriber()
+        self._ensure_subscriber()
         return Subscription(self, listener)
 
     def _unsubscribe(self, listener: _Listener) -> None:
@@ -877,10 +869,10 @@ class _Hooks:
 
     def __init__(self, backend: RedisBackend) -> None:
         self._backend = backend
-        self.channel = backend.keyspace.channel
+        self.channel = backend._keyspace.channel
 
     def open_pubsub(self) -> Any:
-        return self._backend.open_pubsub()
+        return self._backend._open_pubsub()
 
     def on_message(self, data: object) -> None:
         from .tier import Invalidation
@@ -890,10 +882,10 @@ class _Hooks:
             message = parse_message(data)
             if message is None:
                 # A message we cannot read may have been an invalidation.
-                backend.log_once("bad-message", "an unreadable invalidation message: resyncing")
+                backend._log_once("bad-message", "an unreadable invalidation message: resyncing")
                 backend._resync()
                 return
-            waiters = backend.waiters
+            waiters = backend._waiters
             if message.op in ("keys", "wake"):
                 assert message.cache is not None
                 waiters.wake_keys(message.cache, message.digests)
@@ -901,7 +893,7 @@ class _Hooks:
                 waiters.wake_cache(message.cache)
             if message.op == "wake" or message.source == backend.source_id:
                 return
-            backend.count("invalidations_received")
+            backend._count("invalidations_received")
             backend._dispatch(Invalidation(message.op, message.cache, message.digests))
         except Exception:
             logger.exception("handling an invalidation message failed")
@@ -917,11 +909,11 @@ class _Hooks:
 
     def on_lost(self, error: BaseException, was_subscribed: bool) -> None:
         backend = self._backend
-        backend.log_once(
+        backend._log_once(
             "subscription",
             "the Redis invalidation subscription is down (%s); local tiers are dropped "
             "when it is back",
-            backend.describe(error),
+            backend._describe(error),
         )
         if was_subscribed:
             try:

@@ -29,7 +29,7 @@ def _result(
 ) -> HealthResult:
     message = None
     if error is not None:
-        message = backend.describe(error)
+        message = backend._describe(error)
         if backend.available:
             logger.warning("Redis health check failed: %s", message)
     elif not backend.available:

@@ -84,7 +84,7 @@ class RedisRateLimiter:
         #: Starts per second of this process alone while Redis is unavailable.
         self.local_rps = self.max_rps / workers
         self._local = StartSpacer(self.local_rps, backend.clock)
-        self._key = backend.keyspace.limiter(self.name)
+        self._key = backend._keyspace.limiter(self.name)
         self._lock = threading.Lock()
         self._paused_until = -math.inf
 
@@ -149,6 +149,6 @@ class RedisRateLimiter:
                 with self._lock:
                     self._paused_until = max(self._paused_until, backend.clock() + paused)
         if take and wait > 0:
-            backend.count("limiter_waits")
-            backend.count("limiter_wait_seconds", wait)
+            backend._count("limiter_waits")
+            backend._count("limiter_wait_seconds", wait)
         return wait

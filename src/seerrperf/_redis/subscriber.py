@@ -127,12 +127,14 @@ class Subscriber:
         while not self._stop.is_set():
             message = pubsub.get_message(timeout=TICK)
             now = time.monotonic()
+            # Housekeeping after every message too: a flood of invalidations must not
+            # starve the lease renewals (it returns at once unless one is due).
+            self._owner.housekeeping()
             if message is not None:
                 last_heard = now
                 if message.get("type") == "message":
                     self._owner.on_message(message.get("data"))
-                    continue  # drain a burst before anything else
-            self._owner.housekeeping()
+                continue  # drain a burst before pinging
             if now - last_heard > silent_limit:
                 raise TimeoutError(f"the subscription was silent for {now - last_heard:.1f} s")
             if now >= next_ping:

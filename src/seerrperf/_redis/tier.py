@@ -184,7 +184,7 @@ class SharedTier:
 
     def __init__(self, backend: RedisBackend, name: str) -> None:
         self._backend = backend
-        self._keyspace = backend.keyspace
+        self._keyspace = backend._keyspace
         #: The cache's name.
         self.name: Final = name
 
@@ -237,7 +237,7 @@ class SharedTier:
         Raises:
             ConfigurationError: ``callback`` is not callable.
         """
-        return self._backend.subscribe(self.name, callback)
+        return self._backend._subscribe(self.name, callback)
 
     # -- lookup ------------------------------------------------------------------------
 
@@ -289,7 +289,7 @@ class SharedTier:
 
     def _lookup_digest(self, digest: str, lease: bool, swr: float, sie: float) -> Call[_Reply]:
         backend = self._backend
-        self._backend.ensure_subscriber()
+        self._backend._ensure_subscriber()
         token = f"{backend.source_id}.{secrets.token_hex(8)}" if lease else ""
         args = [
             backend.serializer.name,
@@ -313,19 +313,19 @@ class SharedTier:
         code, data, ms = int(reply[0]), reply[1], int(reply[2])
         value = self._decode(data)
         if code in (1, 2, 3) and value is _MISSING:  # unreadable: as if missing, no lease
-            backend.count("shared_misses")
+            backend._count("shared_misses")
             return _Reply(0)
         lease = None
         if code in (2, 4):
             generation = _text(reply[3])
             lease = Lease(self.name, digest, f"{token}|{generation}", generation)
         if code == 1:
-            backend.count("shared_hits")
+            backend._count("shared_hits")
             return _Reply(1, value, ms)
         if code in (2, 3):
-            backend.count("stale_hits")
+            backend._count("stale_hits")
             return _Reply(code, value, ms, lease)
-        backend.count("shared_misses")
+        backend._count("shared_misses")
         wait_ms = int(reply[3]) if code == 5 else 0
         return _Reply(code, ms=ms, lease=lease, wait_ms=wait_ms, backup=value)
 
@@ -335,7 +335,7 @@ class SharedTier:
         try:
             return self._backend.serializer.loads(data)
         except Exception:
-            self._backend.log_once(
+            self._backend._log_once(
                 f"decode:{self.name}", "a shared entry of cache %r could not be read", self.name
             )
             return _MISSING
@@ -367,7 +367,7 @@ class SharedTier:
         """
         outcome: SetOutcome = self._backend._run(self._set_call(key, value, ttl, stale_window))
         if outcome == "fallback":
-            self._backend.replay()  # a full server still takes the delete
+            self._backend._replay()  # a full server still takes the delete
         return outcome
 
     async def aset(
@@ -378,7 +378,7 @@ class SharedTier:
             self._set_call(key, value, ttl, stale_window)
         )
         if outcome == "fallback":
-            await self._backend.areplay()
+            await self._backend._areplay()
         return outcome
 
     def _set_call(self, key: object, value: Any, ttl: float, stale_window: float) -> Call[Any]:
@@ -392,11 +392,11 @@ class SharedTier:
         backend = self._backend
 
         def parse(reply: Any) -> SetOutcome:
-            backend.waiters.wake_keys(self.name, (digest,))
+            backend._waiters.wake_keys(self.name, (digest,))
             if reply is FALLBACK:
-                backend.pending.delete(self.name, (digest,))
+                backend._pending.delete(self.name, (digest,))
                 return "fallback"
-            backend.count("invalidations_sent")
+            backend._count("invalidations_sent")
             return "stored"
 
         ttl_ms = max(1, _ms(ttl))
@@ -406,7 +406,7 @@ class SharedTier:
             ttl_ms,
             ttl_ms + _ms(keep),
             self._keyspace.channel,
-            backend.message("keys", self.name, (digest,)),
+            backend._message("keys", self.name, (digest,)),
         ]
         return Call(SET, self._keyspace.entry_keys(self.name, digest), args, parse)
 
@@ -415,10 +415,10 @@ class SharedTier:
         try:
             data = backend.serializer.dumps(value)
         except Exception:
-            backend.count("local_only")
+            backend._count("local_only")
             return None
         if len(data) > backend.max_value_bytes:
-            backend.count("local_only")
+            backend._count("local_only")
             return None
         return data
 
@@ -459,16 +459,16 @@ class SharedTier:
 
         def parse_for(chunk: list[str]) -> Callable[[Any], bool]:
             def parse(reply: Any) -> bool:
-                backend.waiters.wake_keys(self.name, chunk)
+                backend._waiters.wake_keys(self.name, chunk)
                 if reply is FALLBACK:
-                    backend.pending.delete(self.name, chunk)
+                    backend._pending.delete(self.name, chunk)
                     return False
-                backend.count("invalidations_sent")
+                backend._count("invalidations_sent")
                 return True
 
             return parse
 
-        return list(backend.delete_calls(self.name, digests, parse_for))
+        return list(backend._delete_calls(self.name, digests, parse_for))
 
     def _delete_call(self, digests: list[str], outcome: SetOutcome) -> Call[SetOutcome]:
         (call,) = self._delete_calls(digests)
@@ -498,14 +498,14 @@ class SharedTier:
         backend = self._backend
 
         def parse(reply: Any) -> bool:
-            backend.waiters.wake_cache(self.name)
+            backend._waiters.wake_cache(self.name)
             if reply is FALLBACK:
-                backend.pending.clear(self.name)
+                backend._pending.clear(self.name)
                 return False
-            backend.count("invalidations_sent")
+            backend._count("invalidations_sent")
             return True
 
-        args = [self._keyspace.channel, backend.message("clear", self.name)]
+        args = [self._keyspace.channel, backend._message("clear", self.name)]
         return Call(CLEAR, [self._keyspace.generation(self.name)], args, parse)
 
     # -- ending a load -----------------------------------------------------------------
@@ -536,7 +536,7 @@ class SharedTier:
         try:
             return self._backend._run(call)
         finally:
-            self._backend.unhold(self._keyspace.lease(self.name, lease.digest))
+            self._backend._unhold(self._keyspace.lease(self.name, lease.digest))
 
     async def afill(
         self, lease: Lease, value: Any, ttl: float, *, stale_window: float = 0.0
@@ -546,7 +546,7 @@ class SharedTier:
         try:
             return await self._backend._arun(call)
         finally:
-            self._backend.unhold(self._keyspace.lease(self.name, lease.digest))
+            self._backend._unhold(self._keyspace.lease(self.name, lease.digest))
 
     def _check_lease(self, lease: object) -> Lease:
         _validate.instance("lease", lease, Lease, "a Lease")
@@ -573,13 +573,13 @@ class SharedTier:
         backend = self._backend
 
         def parse(reply: Any) -> FillOutcome:
-            backend.waiters.wake_keys(self.name, (lease.digest,))
+            backend._waiters.wake_keys(self.name, (lease.digest,))
             if reply is FALLBACK:
                 return "fallback"
             if int(reply) == 1:
-                backend.count("invalidations_sent")
+                backend._count("invalidations_sent")
                 return "stored"
-            backend.count("leases_lost")
+            backend._count("leases_lost")
             return "lost"
 
         ttl_ms = max(1, _ms(ttl))
@@ -591,8 +591,8 @@ class SharedTier:
             ttl_ms,
             ttl_ms + _ms(keep),
             self._keyspace.channel,
-            backend.message("keys", self.name, (lease.digest,)),
-            backend.message("wake", self.name, (lease.digest,)),
+            backend._message("keys", self.name, (lease.digest,)),
+            backend._message("wake", self.name, (lease.digest,)),
         ]
         return Call(FILL, self._keyspace.entry_keys(self.name, lease.digest), args, parse)
 
@@ -606,7 +606,7 @@ class SharedTier:
         try:
             self._backend._run(call)
         finally:
-            self._backend.unhold(call.keys[0])
+            self._backend._unhold(call.keys[0])
 
     async def arelease(self, lease: Lease) -> None:
         """The async twin of :meth:`release`."""
@@ -614,18 +614,18 @@ class SharedTier:
         try:
             await self._backend._arun(call)
         finally:
-            self._backend.unhold(call.keys[0])
+            self._backend._unhold(call.keys[0])
 
     def _release_call(self, lease: Lease) -> Call[None]:
         backend = self._backend
 
         def parse(reply: Any) -> None:
-            backend.waiters.wake_keys(self.name, (lease.digest,))
+            backend._waiters.wake_keys(self.name, (lease.digest,))
 
         args = [
             lease.token,
             self._keyspace.channel,
-            backend.message("wake", self.name, (lease.digest,)),
+            backend._message("wake", self.name, (lease.digest,)),
         ]
         return Call(RELEASE, [self._keyspace.lease(self.name, lease.digest)], args, parse)
 
@@ -675,7 +675,7 @@ class SharedTier:
             key, loader, ttl, stale_while_revalidate, stale_if_error, stale_window
         )
         waiter = ThreadWaiter()
-        waiters = self._backend.waiters
+        waiters = self._backend._waiters
         waiters.add(self.name, acquisition.digest, waiter)
         try:
             while True:
@@ -688,10 +688,10 @@ class SharedTier:
             waiters.remove(self.name, acquisition.digest, waiter)
         if isinstance(step, SharedLoad):
             return step
-        self._backend.count("loads")
+        self._backend._count("loads")
         lease = step.lease
         if lease is not None:
-            self._backend.hold(self._keyspace.lease(self.name, lease.digest), lease.token)
+            self._backend._hold(self._keyspace.lease(self.name, lease.digest), lease.token)
         try:
             value = loader()
             if inspect.isawaitable(value):
@@ -735,7 +735,7 @@ class SharedTier:
             key, loader, ttl, stale_while_revalidate, stale_if_error, stale_window
         )
         waiter = TaskWaiter()
-        waiters = self._backend.waiters
+        waiters = self._backend._waiters
         waiters.add(self.name, acquisition.digest, waiter)
         try:
             while True:
@@ -748,10 +748,10 @@ class SharedTier:
             waiters.remove(self.name, acquisition.digest, waiter)
         if isinstance(step, SharedLoad):
             return step
-        self._backend.count("loads")
+        self._backend._count("loads")
         lease = step.lease
         if lease is not None:
-            self._backend.hold(self._keyspace.lease(self.name, lease.digest), lease.token)
+            self._backend._hold(self._keyspace.lease(self.name, lease.digest), lease.token)
         try:
             value = await loader()
         except Exception as exc:
@@ -793,8 +793,8 @@ class SharedTier:
         """
         lease = self._check_lease(lease)
         _validate.function("loader", loader)
-        self._backend.hold(self._keyspace.lease(self.name, lease.digest), lease.token)
-        self._backend.count("loads")
+        self._backend._hold(self._keyspace.lease(self.name, lease.digest), lease.token)
+        self._backend._count("loads")
         try:
             value = loader()
         except BaseException:
@@ -813,8 +813,8 @@ class SharedTier:
         """The async twin of :meth:`refresh`."""
         lease = self._check_lease(lease)
         _validate.function("loader", loader)
-        self._backend.hold(self._keyspace.lease(self.name, lease.digest), lease.token)
-        self._backend.count("loads")
+        self._backend._hold(self._keyspace.lease(self.name, lease.digest), lease.token)
+        self._backend._count("loads")
         try:
             value = await loader()
         except BaseException:
@@ -910,17 +910,17 @@ class Acquisition:
             self._backup = reply.backup
         if code == 4:
             if self._waited and not self.woken:
-                backend.count("takeovers")  # the holder's lease ran out without a result
+                backend._count("takeovers")  # the holder's lease ran out without a result
             return _Load(reply.lease, "loader")
         if code == 0:  # an unreadable entry: load, without a lease
             return _Load(None, "loader")
         left = self._deadline - backend.clock()
         if left <= 0:
-            backend.count("lease_timeouts")
+            backend._count("lease_timeouts")
             return _Load(None, "loader")
         if not self._waited:
             self._waited = True
-            backend.count("lease_waits")
+            backend._count("lease_waits")
         return _Wait(min(left, reply.wait_ms / 1000 + _WAKE_MARGIN))
 
     def loaded(self, value: Any, source: LoadSource, outcome: FillOutcome | None) -> SharedLoad:
