@@ -158,33 +158,31 @@ def _run_workers(
 
 
 @pytest.mark.slow
-def test_four_processes_share_max_rps(redis_url: str, namespace: str) -> None:
-    results = _run_workers(redis_url, namespace, limit=15)
-    slots = [slot for _, starts, _ in results for _, slot in starts]
-    assert len(slots) == 60
-    assert busiest_window(slots) <= 20
-    # And it is the fleet's budget, not each one's: 60 starts need about 3 s.
-    assert max(slots) - min(slots) >= 59 / 20
-    assert sum(stats["fallbacks"] for *_, stats in results) == 0
-
-
-@pytest.mark.slow
-def test_a_pause_stops_every_process(redis_url: str, namespace: str) -> None:
+def test_four_processes_share_max_rps_and_every_one_honours_a_pause(
+    redis_url: str, namespace: str
+) -> None:
     paused: dict[str, float] = {}
 
     def pause_midway(started: Any, stop: Any) -> None:
-        wait_until(lambda: started.value >= 12, timeout=60, what="the workers run")
+        wait_until(lambda: started.value >= 40, timeout=60, what="40 starts")
         with RedisBackend.from_url(redis_url, namespace=namespace, timeout=5.0) as backend:
             paused["asked"] = time.monotonic()
             backend.rate_limiter("tmdb", max_rps=20).pause(2.0)
             paused["done"] = time.monotonic()
-        stop.wait(3.0)  # the workload runs on past the pause for 3 s, then stops
+        stop.wait(2.6)  # the workload runs on just past the pause, then stops
         stop.set()
 
     results = _run_workers(redis_url, namespace, limit=10_000, during=pause_midway)
+    slots = [slot for _, starts, _ in results for _, slot in starts]
+    # One budget for the fleet: no second holds more than max_rps starts, pause or not...
+    assert busiest_window(slots) <= 20
+    before = sorted(slot for slot in slots if slot < paused["asked"])
+    assert len(before) >= 40
+    assert before[-1] - before[0] >= (len(before) - 1) / 20  # ...not 4 x max_rps
+    assert sum(stats["fallbacks"] for *_, stats in results) == 0
+    # A pause set by another process stops each of the four for its 2 s.
     for _, starts, _ in results:
         after = [slot for began, slot in starts if began > paused["done"]]
         assert after, "every process started again after the pause"
         assert min(after) >= paused["asked"] + 2.0 - 1e-3
-        before = [slot for began, slot in starts if began < paused["asked"]]
-        assert before, "every process ran before the pause"
+        assert any(began < paused["asked"] for began, _ in starts)

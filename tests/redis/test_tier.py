@@ -273,6 +273,8 @@ def test_a_shared_hit_costs_one_round_trip_a_miss_two(quiet: RedisBackend) -> No
 def test_a_waiter_is_woken_by_the_fill_and_reads_it(quiet: RedisBackend) -> None:
     backend = quiet
     tier = backend.tier("tmdb")
+    tier.lookup(("warm", "up"))  # starts the subscriber, whose first resync wakes every waiter
+    wait_until(lambda: backend.stats().subscribed, what="subscribed")
     started, release = threading.Event(), threading.Event()
     calls: list[str] = []
 
