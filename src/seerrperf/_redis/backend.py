@@ -272,7 +272,7 @@ class RedisBackend:
         self._pubsub_client: Any = None
         self._subscriber: Subscriber | None = None
         self._held: dict[str, str] = {}  # lease key -> lease value, renewed while loading
-        self._next_renewal = 0.0
+        self._next_renewal = time.monotonic() + self._lease_time / 3  # none is older
         self._logged: set[str] = set()
         self._hooks = _Hooks(self)
 
