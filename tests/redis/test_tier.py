@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 import redis
 
 from seerrperf import ConfigurationError, Lease, RedisBackend, SharedLoad, SharedLookup
+from seerrperf.testing import EmbeddedRedis
 
 from ._support import wait_until
 
@@ -471,3 +473,52 @@ async def test_cancelling_a_load_releases_its_lease(abackend: RedisBackend) -> N
         await started.wait()
         tg.cancel_scope.cancel()
     assert (await tier.alookup(KEY, lease=True)).lease is not None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("during", ["lookup", "load", "fill"])
+async def test_native_asyncio_cancellation_never_strands_a_lease(
+    running_redis: EmbeddedRedis, namespace: str, during: str
+) -> None:
+    # task.cancel() -- asyncio.timeout, a client gone in Starlette -- which anyio's shields
+    # cannot stop. CLIENT PAUSE holds the lookup or the fill on the server, so the caller
+    # is cancelled after the command was sent and before its answer is read.
+    import asyncio
+
+    with redis.Redis.from_url(running_redis.url) as raw:
+        async with RedisBackend.from_url(
+            running_redis.url, namespace=namespace, timeout=5.0, lease_time=30
+        ) as backend:
+            tier = backend.tier("tmdb")
+            await tier.alookup(("warm", "up"))  # scripts loaded, connection made
+            loading = asyncio.Event()
+
+            async def load() -> str:
+                loading.set()
+                if during == "fill":
+                    raw.client_pause(300)
+                else:
+                    await asyncio.sleep(10)
+                return "v"
+
+            if during == "lookup":
+                raw.client_pause(300)
+            task = asyncio.ensure_future(tier.aget_or_load(KEY, load, ttl=60))
+            if during == "lookup":
+                await asyncio.sleep(0.05)
+            else:
+                await asyncio.wait_for(loading.wait(), 10)
+                await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # Well before the 30 s lease would expire, the key can be loaded again (or,
+            # after a fill that landed anyway, read).
+            deadline = time.monotonic() + 5
+            while True:
+                found = await tier.alookup(KEY, lease=True)
+                if found.state == "fresh" or found.lease is not None:
+                    break
+                assert time.monotonic() < deadline, f"a lease was stranded: {found}"
+                await asyncio.sleep(0.01)
+            assert found.state == ("fresh" if during == "fill" else "missing")

@@ -25,7 +25,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
@@ -275,6 +275,7 @@ class RedisBackend:
         self._next_renewal = time.monotonic() + self._lease_time / 3  # none is older
         self._logged: set[str] = set()
         self._hooks = _Hooks(self)
+        self._tasks: set[asyncio.Task[Any]] = set()  # strong refs to protected calls
 
     @classmethod
     def from_url(
@@ -476,8 +477,16 @@ class RedisBackend:
 
     async def aclose(self) -> None:
         """Close this event loop's async client, then everything :meth:`close` closes."""
-        self._closed = True
         loop = current_loop()
+        if isinstance(loop, asyncio.AbstractEventLoop):
+            # Let protected calls (a lease given back for a cancelled caller) finish first.
+            # Such a call may start another (the release after a lookup): wait for all.
+            deadline = loop.time() + 2 * self._timeout + 1.0
+            while (
+                pending := [t for t in self._tasks if t.get_loop() is loop and not t.done()]
+            ) and loop.time() < deadline:
+                await asyncio.wait(pending, timeout=deadline - loop.time())
+        self._closed = True
         client = (
             self._aclients.pop(loop, None) if isinstance(loop, asyncio.AbstractEventLoop) else None
         )
@@ -600,6 +609,46 @@ class RedisBackend:
     async def _arun(self, call: Call[_R]) -> _R:
         """Send ``call`` from async code and read its reply."""
         return call.parse(await self._aexecute(call.script, call.keys, call.args))
+
+    async def _arun_protected(
+        self, call: Call[_R], abandoned: Callable[[_R], None] | None = None
+    ) -> _R:
+        """Send ``call`` so that it completes even if the caller is cancelled meanwhile.
+
+        A lease won (or given back) in a round trip whose caller was cancelled
+        must not be left unknown: on asyncio the call runs as a task of its own
+        behind ``asyncio.shield`` (which native ``task.cancel()`` cannot
+        interrupt, unlike an anyio shield), and ``abandoned(result)`` runs when
+        it completes after its caller left; on trio an anyio shield holds it
+        (the caller then sees the cancellation at its next checkpoint). Either
+        way it is bounded by the call's timeout.
+        """
+        loop = current_loop()
+        if not isinstance(loop, asyncio.AbstractEventLoop):
+            with anyio.CancelScope(shield=True):
+                result = await self._arun(call)
+            return result
+        task = loop.create_task(self._arun(call))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if abandoned is not None:
+                callback = abandoned
+
+                def settle(done: asyncio.Task[_R]) -> None:
+                    if not done.cancelled() and done.exception() is None:
+                        callback(done.result())
+
+                task.add_done_callback(settle)
+            raise
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` as a task nobody awaits, on the running asyncio loop."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _admit(self) -> Admission:
         if self._closed:

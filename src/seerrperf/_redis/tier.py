@@ -29,8 +29,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar
 
-import anyio
-
 from seerrperf import _validate
 from seerrperf._errors import ConfigurationError
 
@@ -279,7 +277,14 @@ class SharedTier:
     ) -> SharedLookup:
         """The async twin of :meth:`lookup`."""
         call = self._lookup_call(key, lease, stale_while_revalidate, stale_if_error)
-        return _public(await self._backend._arun(call))
+        if not lease:
+            return _public(await self._backend._arun(call))
+        return _public(await self._backend._arun_protected(call, self._abandoned))
+
+    def _abandoned(self, reply: _Reply) -> None:
+        """A lookup won a lease after its caller was cancelled: give it back."""
+        if reply.lease is not None:
+            self._backend._spawn(self.arelease(reply.lease))
 
     def _lookup_call(self, key: object, lease: bool, swr: float, sie: float) -> Call[_Reply]:
         _validate.flag("lease", lease)
@@ -544,7 +549,7 @@ class SharedTier:
         """The async twin of :meth:`fill`."""
         call = self._fill_call(lease, value, ttl, stale_window)
         try:
-            return await self._backend._arun(call)
+            return await self._backend._arun_protected(call)  # lands even if we are cancelled
         finally:
             self._backend._unhold(self._keyspace.lease(self.name, lease.digest))
 
@@ -612,7 +617,7 @@ class SharedTier:
         """The async twin of :meth:`release`."""
         call = self._release_call(self._check_lease(lease))
         try:
-            await self._backend._arun(call)
+            await self._backend._arun_protected(call)  # given back even if we are cancelled
         finally:
             self._backend._unhold(call.keys[0])
 
@@ -728,8 +733,10 @@ class SharedTier:
     ) -> SharedLoad:
         """The async twin of :meth:`get_or_load`: ``loader()`` returns an awaitable.
 
-        Cancelling the call while it loads releases the lease (a shielded
-        round trip), so another process or caller loads instead.
+        Cancelling the call never strands a lease: one won in a round trip the
+        caller no longer waits for, or held by a load that is cancelled, is
+        given back (that round trip completes on its own), so another process
+        or caller loads instead.
         """
         acquisition = self._acquisition(
             key, loader, ttl, stale_while_revalidate, stale_if_error, stale_window
@@ -740,7 +747,8 @@ class SharedTier:
         try:
             while True:
                 waiter.clear()
-                step = acquisition.decide(await self._backend._arun(acquisition.lookup()))
+                reply = await self._backend._arun_protected(acquisition.lookup(), self._abandoned)
+                step = acquisition.decide(reply)
                 if not isinstance(step, _Wait):
                     break
                 acquisition.woken = await waiter.wait(step.seconds)
@@ -760,18 +768,12 @@ class SharedTier:
             return acquisition.failed(exc)
         except BaseException:
             if lease is not None:
-                await self._arelease_shielded(lease)
+                await self.arelease(lease)
             raise
         if lease is None:
             return acquisition.loaded(value, step.source, None)
-        with anyio.CancelScope(shield=True):  # a cancelled caller must not strand the lease
-            outcome = await self.afill(lease, value, acquisition.ttl, stale_window=acquisition.keep)
+        outcome = await self.afill(lease, value, acquisition.ttl, stale_window=acquisition.keep)
         return acquisition.loaded(value, step.source, outcome)
-
-    async def _arelease_shielded(self, lease: Lease) -> None:
-        """Release a lease while being cancelled: shielded, bounded by the call timeout."""
-        with anyio.CancelScope(shield=True):
-            await self.arelease(lease)
 
     def refresh(
         self, lease: Lease, loader: Callable[[], _T], *, ttl: float, stale_window: float = 0.0
@@ -818,11 +820,9 @@ class SharedTier:
         try:
             value = await loader()
         except BaseException:
-            await self._arelease_shielded(lease)
+            await self.arelease(lease)
             raise
-        with anyio.CancelScope(shield=True):
-            outcome = await self.afill(lease, value, ttl, stale_window=stale_window)
-        return outcome
+        return await self.afill(lease, value, ttl, stale_window=stale_window)
 
     def _acquisition(
         self,
