@@ -76,13 +76,15 @@ class RedisRateLimiter:
         margin: float,
     ) -> None:
         self._backend = backend
-        self.name = _validate.name("name", name, max_bytes=200)
-        self.max_rps = _validate.rate("max_rps", max_rps, maximum=1e6)
+        #: The limit's name.
+        self.name: str = _validate.name("name", name, max_bytes=200)
+        #: Starts per second at most, fleet-wide.
+        self.max_rps: float = _validate.rate("max_rps", max_rps, maximum=1e6)
         workers = _validate.count("expected_workers", expected_workers, minimum=1, maximum=100_000)
         margin = _validate.duration("margin", margin, maximum=1.0)
         self._interval_us = max(1, round(1e6 * (1 + margin) / self.max_rps))
         #: Starts per second of this process alone while Redis is unavailable.
-        self.local_rps = self.max_rps / workers
+        self.local_rps: float = self.max_rps / workers
         self._local = StartSpacer(self.local_rps, backend.clock)
         self._key = backend._keyspace.limiter(self.name)
         self._lock = threading.Lock()
