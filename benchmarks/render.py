@@ -277,12 +277,72 @@ def tmdb(data: dict[str, Any]) -> str:
     )
 
 
+def redis_blocks(data: dict[str, Any]) -> str:
+    hit, inv = data["shared_hit"], data["invalidation"]
+    fleet, lim = data["fleet_single_flight"], data["fleet_limiter"]
+    return "\n".join(
+        [
+            "## Redis building blocks (`bench_redis.py`)",
+            "",
+            "On an embedded Valkey, loopback. Shared hit, p50, against the least a shared "
+            "hit can cost (a plain redis-py `GET` plus `json.loads` of the same 5 KB "
+            f"document, {hit['plain_get_p50_us']:.0f} us here):",
+            "",
+            table(
+                ["call", "x plain GET", "round trips"],
+                [
+                    ["plain GET + json.loads", "1.00x", 1],
+                    ["SharedTier.lookup", f"{hit['lookup_x_get']:.2f}x", 1],
+                    ["SharedTier.get_or_load (hit)", f"{hit['get_or_load_x_get']:.2f}x", 1],
+                    ["SharedTier.get_or_load (miss, load, store)", "", hit["miss_round_trips"]],
+                ],
+            ),
+            "",
+            f"Invalidation latency (a delete in one backend heard by another's listener, "
+            f"{inv['deletes']} deletes): p50 {inv['p50_ms']:.2f} ms, p99 {inv['p99_ms']:.2f} ms.",
+            "",
+            table(
+                ["4 processes x 20 threads, 50 keys", "loads", "x distinct keys"],
+                [
+                    [
+                        "lookup, load on a miss, set (no lease)",
+                        fleet["without_lease_loads"],
+                        f"{fleet['loads_x_keys_without_lease']:.2f}x",
+                    ],
+                    [
+                        "get_or_load (fleet lease)",
+                        fleet["get_or_load_loads"],
+                        f"{fleet['loads_x_keys_get_or_load']:.2f}x",
+                    ],
+                ],
+            ),
+            "",
+            table(
+                [f"4 processes at max_rps={lim['max_rps']}", "busiest second", "x max_rps"],
+                [
+                    [
+                        "one Throttle per process",
+                        lim["per_process_busiest_second"],
+                        f"{lim['per_process_x_max_rps']:.2f}x",
+                    ],
+                    [
+                        "one RedisRateLimiter",
+                        lim["fleet_busiest_second"],
+                        f"{lim['fleet_x_max_rps']:.2f}x",
+                    ],
+                ],
+            ),
+        ]
+    )
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "bench_pool": pool,
     "bench_lock": lock,
     "bench_cache": cache,
     "bench_batch": batch,
     "bench_tmdb": tmdb,
+    "bench_redis": redis_blocks,
 }
 
 

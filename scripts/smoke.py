@@ -35,6 +35,12 @@ async def main() -> None:
     pool = pool_factory("postgresql://app@localhost/app")  # built, never opened
     assert pool.max_size == 20
     await fastapi_app()
+    message = ""
+    try:  # without the redis extra: a clear message, and nothing imported it before
+        seerrperf.RedisBackend.from_url("redis://localhost:6379/0")
+    except seerrperf.ConfigurationError as exc:
+        message = str(exc)
+    assert "seerrperf[redis]" in message, message or "RedisBackend worked without redis-py"
     print(f"seerrperf {seerrperf.__version__} smoke test passed ({sys.executable})")
 
 
