@@ -180,3 +180,15 @@ def lock_is_free(cache: NamedCache) -> bool:
 
     threading.Thread(target=probe, daemon=True).start()
     return done.wait(timeout=10)
+
+
+REFRESH_THREAD = "seerrperf-cache-refresh"
+"""How the name of a thread running a sync stale-while-revalidate refresh begins."""
+
+
+def join_refreshes(timeout: float = 10) -> None:
+    """Wait (with a deadline) for every sync refresh thread to end."""
+    for thread in threading.enumerate():
+        if thread.name.startswith(REFRESH_THREAD):
+            thread.join(timeout)
+            assert not thread.is_alive()

@@ -77,13 +77,16 @@ def sync_side() -> None:
     caches = CacheManager.seerr(clock=lambda: 0.0)
     tmdb_cache: NamedCache = caches.get_cache("tmdb")
     value: int = tmdb_cache.get_or_set("k", lambda: 1, ttl=60)
+    stale: int = tmdb_cache.get_or_set(
+        "k", lambda: 1, ttl=60, stale_while_revalidate=300, stale_if_error=3_600
+    )
     stats: CacheStats = tmdb_cache.stats()
     rate: float = stats.hit_rate
     loading: int = stats.loading
     tmdb_cache.delete_matching(lambda key: key == "k")
     own = NamedCache("own", ttl=60, maxsize=100, clock=lambda: 0.0)
     managed = CacheManager(clock=lambda: 0.0)
-    del value, rate, loading, own, managed
+    del value, stale, rate, loading, own, managed
 
     @cached(tmdb_cache, ttl=60)
     def recent(limit: int) -> list[str]:

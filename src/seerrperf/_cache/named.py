@@ -14,6 +14,8 @@ group from the application.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import inspect
 import threading
@@ -330,43 +332,67 @@ class NamedCache:
 
     # -- loading ------------------------------------------------------------
 
-    def get_or_set(self, key: Hashable, loader: Callable[[], _T], ttl: float | None = None) -> _T:
+    def get_or_set(
+        self,
+        key: Hashable,
+        loader: Callable[[], _T],
+        ttl: float | None = None,
+        *,
+        stale_while_revalidate: float | None = None,
+        stale_if_error: float | None = None,
+    ) -> _T:
         """Return the fresh value for ``key``, calling ``loader`` on a miss.
 
         Threads missing the same key at the same time share one ``loader``
         call: the first runs it, the others wait for its result or exception.
         An exception is raised to every waiter and nothing is cached.
 
+        The stale windows mean what they mean for :meth:`aget_or_set`. A
+        stale-while-revalidate refresh runs on a daemon thread of its own
+        (in a copy of the caller's ``contextvars`` context), so the thread
+        that found the stale entry never waits for it.
+
         Args:
             key: A hashable key.
             loader: Called without arguments to produce the value.
             ttl: Seconds the loaded value stays fresh; ``None`` uses the
                 cache's ``ttl``; ``0`` shares the result without storing it.
+            stale_while_revalidate: Seconds after expiry during which the stale
+                value is returned at once while one background thread
+                refreshes it. A failed refresh is logged and keeps the stale
+                entry.
+            stale_if_error: Seconds after expiry during which a failed load
+                returns the stale value instead of raising.
 
         Returns:
-            The cached or loaded value.
+            The cached, stale or loaded value.
 
         Raises:
-            ConfigurationError: ``ttl`` is not a finite number of seconds
-                ``>= 0``, ``loader`` is not callable (checked on a miss), or
-                ``loader`` returned an awaitable (use :meth:`aget_or_set`).
+            ConfigurationError: ``ttl`` or a window is not a finite number of
+                seconds ``>= 0``, ``loader`` is not callable (checked on a
+                miss), or ``loader`` returned an awaitable (use
+                :meth:`aget_or_set`).
             CacheLoadAbortedError: The shared loader run was interrupted by a
                 ``BaseException`` in the thread running it.
-            Exception: Whatever ``loader`` raised.
+            Exception: Whatever ``loader`` raised, outside the stale-if-error window.
         """
         ttl = self._entry_ttl(ttl)
+        swr, sie = self._windows(stale_while_revalidate, stale_if_error)
         value = self.get(key, MISSING)
         if value is not MISSING:
             return cast(_T, value)
         _validate.function("loader", loader)
-        value, flight, leader = self._flights.begin(key, THREADS, ttl, 0.0, threading.Event)
+        value, flight, leader = self._flights.begin(key, THREADS, ttl, swr, threading.Event)
         if value is not MISSING:
+            if leader:  # a stale hit that starts the key's one refresh
+                assert flight is not None
+                self._start_refresh(flight, loader)
             return cast(_T, value)
         assert flight is not None
         if leader:
-            return self._load(flight, loader)
+            return self._load(flight, loader, sie)
         flight.done.wait()
-        return cast(_T, self._flights.outcome(flight, 0.0))
+        return cast(_T, self._flights.outcome(flight, sie))
 
     async def aget_or_set(
         self,
@@ -411,11 +437,7 @@ class NamedCache:
             Exception: Whatever ``loader`` raised, outside the stale-if-error window.
         """
         ttl = self._entry_ttl(ttl)
-        swr = _window("stale_while_revalidate", stale_while_revalidate)
-        sie = _window("stale_if_error", stale_if_error)
-        if max(swr, sie) > self._store.stale_window:
-            with self._lock:
-                self._store.keep_stale_for(max(swr, sie))
+        swr, sie = self._windows(stale_while_revalidate, stale_if_error)
         value = self.get(key, MISSING)
         if value is not MISSING:
             return cast(_T, value)
@@ -435,6 +457,17 @@ class NamedCache:
     def _entry_ttl(self, ttl: float | None) -> float:
         return self._ttl if ttl is None else _validate.duration("ttl", ttl)
 
+    def _windows(
+        self, stale_while_revalidate: float | None, stale_if_error: float | None
+    ) -> tuple[float, float]:
+        """Check both stale windows and keep entries long enough for them."""
+        swr = _window("stale_while_revalidate", stale_while_revalidate)
+        sie = _window("stale_if_error", stale_if_error)
+        if max(swr, sie) > self._store.stale_window:
+            with self._lock:
+                self._store.keep_stale_for(max(swr, sie))
+        return swr, sie
+
     def _recount(self, stale: bool) -> None:
         """Count a lookup that missed as answered after all. Called with the lock held."""
         self._misses -= 1
@@ -443,7 +476,10 @@ class NamedCache:
         else:
             self._hits += 1
 
-    def _load(self, flight: Flight[threading.Event], loader: Callable[[], _T]) -> _T:
+    def _load(
+        self, flight: Flight[threading.Event], loader: Callable[[], _T], stale_if_error: float
+    ) -> _T:
+        """Run ``flight``'s load in this thread; answer as a waiter would (stale-if-error too)."""
         try:
             value = loader()
             if inspect.isawaitable(value):
@@ -452,11 +488,34 @@ class NamedCache:
                 raise ConfigurationError(
                     "get_or_set() got an async loader; use aget_or_set() for coroutine functions"
                 )
-        except BaseException as exc:
+        except Exception as exc:
+            self._flights.fail(flight, exc)
+            return cast(_T, self._flights.outcome(flight, stale_if_error))
+        except BaseException as exc:  # an interrupt: re-raised here, the waiters are told
             self._flights.fail(flight, exc)
             raise
         self._flights.settle(flight, value)
         return value
+
+    def _refresh(self, flight: Flight[threading.Event], loader: Callable[[], Any]) -> None:
+        """A refresh thread's body: a failure is logged by the state machine, never raised."""
+        with contextlib.suppress(Exception):  # fail() logged it; nobody waits for a refresh
+            self._load(flight, loader, 0.0)
+
+    def _start_refresh(self, flight: Flight[threading.Event], loader: Callable[[], Any]) -> None:
+        """Run ``flight``'s refresh on a daemon thread, in a copy of the caller's context."""
+        thread = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(self._refresh, flight, loader),
+            name=f"seerrperf-cache-refresh {self._name}",
+            daemon=True,
+        )
+        try:
+            thread.start()
+        except BaseException as exc:  # no thread to be had: the caller still gets its stale value
+            self._flights.fail(flight, exc)
+            if not isinstance(exc, Exception):
+                raise
 
     async def _aload(
         self, flight: Flight[anyio.Event], loader: Callable[[], Awaitable[Any]]

@@ -21,15 +21,15 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 
 from seerrperf._errors import ConfigurationError, EmbeddedPostgresError
+
+from ._server import ServerProcess, free_port
 
 __all__ = ["EmbeddedPostgres", "embedded_postgres"]
 
@@ -139,14 +139,7 @@ def _trusted_copy(target: Path, relative: Path) -> bool:
     return (target / relative / "bin" / "pg_ctl").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class EmbeddedPostgres:
+class EmbeddedPostgres(ServerProcess):
     """A private PostgreSQL server on 127.0.0.1 with a random port.
 
     Use it as a context manager; :attr:`dsn` connects as the ``postgres``
@@ -175,7 +168,7 @@ class EmbeddedPostgres:
         self._data = self._root / "data"
         self._log = self._root / "server.log"
         self._user = self._run_as()
-        self.port: int = _free_port()
+        self.port: int = free_port()
         self._initialised = False
         self._running = False
 
@@ -279,7 +272,7 @@ class EmbeddedPostgres:
                 lost_port_race = "could not bind" in self._log_tail()
                 if not lost_port_race or attempt == _START_ATTEMPTS - 1:
                     raise
-                self.port = _free_port()  # another process took the port: try another
+                self.port = free_port()  # another process took the port: try another
             else:
                 self._running = True
                 return
@@ -333,29 +326,6 @@ class EmbeddedPostgres:
         for pid in self._processes():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-
-    def close(self) -> None:
-        """Stop the server and delete its data directory."""
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self._root, ignore_errors=True)
-
-    def __enter__(self) -> EmbeddedPostgres:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @contextlib.contextmanager

@@ -20,7 +20,6 @@ import contextlib
 import importlib.util
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,13 +27,12 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import quote
 
 from seerrperf import _validate
 from seerrperf._errors import ConfigurationError, EmbeddedRedisError
 
-from ._embedded import _free_port
+from ._server import ServerProcess, free_port
 
 __all__ = ["EmbeddedRedis", "embedded_redis"]
 
@@ -115,7 +113,7 @@ def _command(*args: str) -> bytes:
     return b"".join(parts)
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(ServerProcess):
     """A private Valkey server on 127.0.0.1 with a random port.
 
     Use it as a context manager; :attr:`url` is what ``redis.Redis.from_url``
@@ -154,7 +152,7 @@ class EmbeddedRedis:
         self._root = Path(tempfile.mkdtemp(prefix="seerrperf-redis-", dir=base_dir))
         self._conf = self._root / "valkey.conf"
         self._log = self._root / "server.log"
-        self.port: int = _free_port()
+        self.port: int = free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
@@ -272,7 +270,7 @@ class EmbeddedRedis:
                 lost_port_race = "Address already in use" in self._log_tail()
                 if not lost_port_race or attempt == _START_ATTEMPTS - 1:
                     raise
-                self.port = _free_port()  # another process took the port: try another
+                self.port = free_port()  # another process took the port: try another
             else:
                 return
 
@@ -309,29 +307,6 @@ class EmbeddedRedis:
         """Undo :meth:`pause`."""
         if self.running:
             os.kill(self.pid, signal.SIGCONT)
-
-    def close(self) -> None:
-        """Stop the server and delete its temporary directory."""
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self._root, ignore_errors=True)
-
-    def __enter__(self) -> EmbeddedRedis:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @contextlib.contextmanager
