@@ -9,6 +9,7 @@ import seerrperf.testing
 
 EXPECTED = {
     "AsyncLock",
+    "AsyncTmdbClient",
     "BatchLoader",
     "BatchLoaderStats",
     "CacheControl",

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from seerrperf import (
     AsyncLock,
+    AsyncTmdbClient,
     CacheManager,
     ConfigurationError,
     TmdbClient,
@@ -22,9 +23,9 @@ from seerrperf.prometheus import SeerrperfCollector
 pytestmark = pytest.mark.anyio
 
 
-def _tmdb() -> TmdbClient:
+def _tmdb() -> AsyncTmdbClient:
     transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"id": 1}))
-    return TmdbClient(api_key="k", http_client=httpx.AsyncClient(transport=transport))
+    return AsyncTmdbClient(api_key="k", http_client=httpx.AsyncClient(transport=transport))
 
 
 async def test_one_snapshot_of_everything(postgres_dsn: str) -> None:
@@ -149,3 +150,16 @@ async def test_pool_metrics(postgres_dsn: str, registry: CollectorRegistry) -> N
         requests = registry.get_sample_value("seerrperf_pool_requests_total", {"pool": "db"})
         assert requests is not None
         assert requests >= 1
+
+
+def test_the_sync_tmdb_client_is_collected_like_the_async_one() -> None:
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"id": 1}))
+    with TmdbClient(api_key="k", http_client=httpx.Client(transport=transport)) as tmdb:
+        tmdb.get_movie(1)
+        tmdb.get_movie(1)
+        snapshot = collect_stats(tmdb=tmdb)
+    assert snapshot["tmdb"]["requests"] == 2
+    assert snapshot["tmdb"]["upstream_calls"] == 1
+    assert snapshot["tmdb"]["cache_hits"] == 1
+    registry = CollectorRegistry()
+    registry.register(SeerrperfCollector(tmdb=tmdb))  # accepted at registration

@@ -45,7 +45,7 @@ from ._pg import (
     pool_factory,
 )
 from ._stats import collect_stats
-from ._tmdb import TmdbClient, TmdbStats, TtlPolicy, image_url
+from ._tmdb import AsyncTmdbClient, TmdbClient, TmdbStats, TtlPolicy, image_url
 
 if TYPE_CHECKING:
     LockStatistics = LockStats  # deprecated alias, see __getattr__
@@ -61,6 +61,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AsyncLock",
+    "AsyncTmdbClient",
     "BatchLoader",
     "BatchLoaderStats",
     "CacheControl",

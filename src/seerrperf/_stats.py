@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from . import _validate
 from ._cache import CacheManager, NamedCache
 from ._errors import ConfigurationError
-from ._tmdb import TmdbClient
+from ._tmdb import AsyncTmdbClient, BaseTmdbClient, TmdbClient
 
 __all__ = ["collect_stats"]
 
@@ -109,7 +109,7 @@ def collect_stats(
     *,
     pool: ConnectionPool[Any] | AsyncConnectionPool[Any] | None = None,
     caches: Caches | None = None,
-    tmdb: TmdbClient | None = None,
+    tmdb: TmdbClient | AsyncTmdbClient | None = None,
     locks: Lock | Mapping[str, Lock] | None = None,
 ) -> dict[str, Any]:
     """Return one JSON-ready snapshot of pool, caches, TMDB client and locks.
@@ -120,8 +120,9 @@ def collect_stats(
         caches: A :class:`CacheManager`, a mapping of names to
             :class:`NamedCache`, or caches: per-cache hits, misses, hit rate,
             keys, sizes.
-        tmdb: A :class:`TmdbClient`: requests, upstream calls, cache hits,
-            coalesced waiters, retries, 429s, errors, latency p50/p95.
+        tmdb: A :class:`TmdbClient` or :class:`AsyncTmdbClient`: requests,
+            upstream calls, cache hits, coalesced waiters, retries, 429s,
+            errors, latency p50/p95.
         locks: A lock -- any seerrperf lock, or an object of your own whose
             ``stats()`` returns something with ``as_dict()`` -- or a mapping
             of names to locks: held keys, waiting tasks, contention, timeouts.
@@ -141,7 +142,7 @@ def collect_stats(
             "pool", pool, (ConnectionPool, AsyncConnectionPool), "a psycopg_pool pool"
         )
     if tmdb is not None:
-        _validate.instance("tmdb", tmdb, TmdbClient, "a TmdbClient")
+        _validate.instance("tmdb", tmdb, BaseTmdbClient, "a TmdbClient or AsyncTmdbClient")
     named_caches = None if caches is None else _named_caches(caches)
     named_locks = None if locks is None else _named_locks(locks)
     snapshot: dict[str, Any] = {

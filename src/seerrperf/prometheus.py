@@ -29,7 +29,7 @@ except ImportError as _missing:  # pragma: no cover - depends on the environment
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ._stats import Caches, Lock, collect_stats
-from ._tmdb import TmdbClient
+from ._tmdb import AsyncTmdbClient, TmdbClient
 
 __all__ = ["SeerrperfCollector"]
 
@@ -108,7 +108,7 @@ class SeerrperfCollector(Collector):
     Args:
         pool: A psycopg_pool pool; metrics labelled ``pool="<name>"``.
         caches: A ``CacheManager``, mapping or caches; labelled ``cache``.
-        tmdb: A ``TmdbClient``.
+        tmdb: A ``TmdbClient`` or ``AsyncTmdbClient``.
         locks: A lock or a mapping of names to locks; labelled ``lock``.
     """
 
@@ -117,7 +117,7 @@ class SeerrperfCollector(Collector):
         *,
         pool: ConnectionPool[Any] | AsyncConnectionPool[Any] | None = None,
         caches: Caches | None = None,
-        tmdb: TmdbClient | None = None,
+        tmdb: TmdbClient | AsyncTmdbClient | None = None,
         locks: Lock | Mapping[str, Lock] | None = None,
     ) -> None:
         self._sources: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""One GET to TMDB: the pure decisions (credentials, throttle, exchange), then the async I/O."""
+"""One GET to TMDB: the pure decisions (credentials, throttle, exchange), then the I/O of both twins."""
 
 from __future__ import annotations
 
@@ -98,14 +98,16 @@ def test_throttle_pause_holds_every_request_and_the_longer_pause_wins() -> None:
 # --- the state machine of one GET ------------------------------------------------------------
 
 
-def base(**kwargs: Any) -> BaseTransport:
+def base(**kwargs: Any) -> BaseTransport[Any]:
+    """A transport whose decisions are fed by hand (its HTTP client is never used)."""
     kwargs.setdefault("api_key", SENTINEL)
     kwargs.setdefault("access_token", None)
     kwargs.setdefault("base_url", "https://tmdb.test/3")
-    return BaseTransport(**kwargs)
+    kwargs.setdefault("http_client", Upstream().http())
+    return AsyncTransport(**kwargs)
 
 
-def answer(transport: BaseTransport, *replies: tuple[int, dict[str, str], bytes]) -> list[Any]:
+def answer(transport: BaseTransport[Any], *replies: tuple[int, dict[str, str], bytes]) -> list[Any]:
     """Feed ``replies`` to one exchange; return its decisions."""
     exchange = transport.exchange("/movie/1", {"language": "en"})
     decisions = []
@@ -277,7 +279,7 @@ async def test_429_waits_for_retry_after_then_succeeds() -> None:
 async def test_persistent_429_raises_rate_limited_after_the_retries() -> None:
     sleeps = Sleeps(FakeClock(1000))
     upstream = Upstream(lambda r: httpx.Response(429, headers={"Retry-After": "120"}))
-    transport = make(upstream, sleeps, max_retries=2, max_rps=None, max_retry_after=5)
+    transport = make(upstream, sleeps, max_retries=2, max_rps=None, max_retry_after=5, timeout=30)
     with pytest.raises(TmdbRateLimited):
         await transport.aget("/movie/5", {})
     assert upstream.total == 3

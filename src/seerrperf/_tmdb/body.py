@@ -98,19 +98,30 @@ class BodyReader:
         BodyRefused: a coding other than gzip, deflate or identity, or (unless
             ``truncate``) a ``Content-Length`` above the limit. With
             ``truncate``, a body in another coding is skipped (read as empty).
+        decoded: The chunks are decoded already (an in-memory response,
+            such as ``httpx.MockTransport``'s), whatever the headers say.
     """
 
     __slots__ = ("_chunks", "_inflater", "_limit", "_size", "_skip", "_truncate")
 
-    def __init__(self, limit: int, headers: Mapping[str, str], *, truncate: bool = False) -> None:
+    def __init__(
+        self,
+        limit: int,
+        headers: Mapping[str, str],
+        *,
+        truncate: bool = False,
+        decoded: bool = False,
+    ) -> None:
         self._limit = limit
         self._truncate = truncate
         self._chunks: list[bytes] = []
         self._size = 0
         self._skip = False
         self._inflater: _Inflater | None = None
-        coding = (_header(headers, "content-encoding") or "").strip().lower()
-        if coding in _IDENTITY:
+        coding = "" if decoded else (_header(headers, "content-encoding") or "").strip().lower()
+        if decoded:
+            pass
+        elif coding in _IDENTITY:
             length = (_header(headers, "content-length") or "").strip()
             if not truncate and length.isascii() and length.isdigit() and int(length) > limit:
                 raise BodyRefused(f"the body is larger than max_body_bytes ({limit} bytes)")
@@ -192,7 +203,7 @@ def parse_json(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse a JSON body nested at most ``max_depth`` deep.
 
     Raises:
-        BodyRefused: not JSON, or nested too deeply.
+        BodyRefused: not JSON ("not a JSON object"), or nested too deeply.
     """
     if _too_deep(body, max_depth):
         raise BodyRefused(f"the JSON is nested deeper than {max_depth} levels")
@@ -201,4 +212,4 @@ def parse_json(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     except RecursionError:  # belt and braces: the scan above should have caught it
         raise BodyRefused(f"the JSON is nested deeper than {max_depth} levels") from None
     except ValueError:
-        raise BodyRefused("the response is not JSON") from None
+        raise BodyRefused("the response is not a JSON object") from None

@@ -329,6 +329,7 @@ class Exchange:
 
     __slots__ = (
         "_last",
+        "_paused",
         "_sent_at",
         "_transport",
         "attempt",
@@ -349,6 +350,7 @@ class Exchange:
         self.deadline = transport.clock() + transport.timeout
         self._sent_at = 0.0
         self._last: TmdbError | None = None
+        self._paused = False
 
     def remaining(self) -> float:
         """Seconds left of the budget (negative once it is spent)."""
@@ -358,7 +360,9 @@ class Exchange:
         """Decide before an attempt: wait out a 429 pause, then the throttle's slot."""
         throttle = self._transport.throttle
         left = self.remaining()
-        pause = throttle.pause_left()
+        # One pause per attempt: once it is waited out, the attempt takes its slot.
+        pause = 0.0 if self._paused else throttle.pause_left()
+        self._paused = False
         if pause > 0:
             if pause >= left:
                 return self._give_up(
@@ -372,6 +376,7 @@ class Exchange:
                         path=self.path,
                     )
                 )
+            self._paused = True
             return Retry(pause)
         wait = throttle.reserve()
         if wait >= left:
@@ -405,20 +410,21 @@ class Exchange:
         transport.add("upstream_calls")
         self._sent_at = time.perf_counter()
 
-    def reader(self, status: int, headers: Mapping[str, str]) -> BodyReader:
+    def reader(self, status: int, headers: Mapping[str, str], *, decoded: bool) -> BodyReader:
         """A reader for the body of a response with ``status`` and ``headers``.
 
         A 2xx body may hold ``max_body_bytes`` decoded bytes and is refused
         beyond; an error's body is read only for its message, and only its
-        first bytes.
+        first bytes. ``decoded`` says that the body comes decoded already
+        (an in-memory response).
 
         Raises:
             BodyRefused: a 2xx in a coding that was not asked for, or whose
                 ``Content-Length`` is above the limit.
         """
         if 200 <= status < 300:
-            return BodyReader(self._transport.max_body_bytes, headers)
-        return BodyReader(ERROR_BODY_BYTES, headers, truncate=True)
+            return BodyReader(self._transport.max_body_bytes, headers, decoded=decoded)
+        return BodyReader(ERROR_BODY_BYTES, headers, truncate=True, decoded=decoded)
 
     def answered(self, status: int, headers: Mapping[str, str], body: bytes) -> Decision:
         """Decide after a response with ``status``, ``headers`` and ``body``."""
@@ -740,10 +746,15 @@ class AsyncTransport(BaseTransport[httpx.AsyncClient]):
                     timeout=limit,
                 ) as response:  # fmt: skip
                     status = response.status_code
-                    reader = exchange.reader(status, response.headers)
-                    async for chunk in response.aiter_raw():
-                        if reader.feed(chunk):
-                            break
+                    # An in-memory response (httpx.MockTransport) is read and decoded already.
+                    loaded = response.is_stream_consumed
+                    reader = exchange.reader(status, response.headers, decoded=loaded)
+                    if loaded:
+                        reader.feed(response.content)
+                    else:
+                        async for chunk in response.aiter_raw():
+                            if reader.feed(chunk):
+                                break
                     body = reader.finish()
         except TimeoutError:
             return exchange.timed_out()
@@ -833,13 +844,17 @@ class Transport(BaseTransport[httpx.Client]):
             "GET", exchange.url, params=exchange.params, headers=exchange.headers, timeout=limit
         ) as response:
             status = response.status_code
+            loaded = response.is_stream_consumed  # in memory (httpx.MockTransport)
             try:
-                reader = exchange.reader(status, response.headers)
-                for chunk in response.iter_raw():
-                    if reader.feed(chunk):
-                        break
-                    if exchange.remaining() <= 0:  # the caller has gone: stop reading
-                        raise TimeoutError
+                reader = exchange.reader(status, response.headers, decoded=loaded)
+                if loaded:
+                    reader.feed(response.content)
+                else:
+                    for chunk in response.iter_raw():
+                        if reader.feed(chunk):
+                            break
+                        if exchange.remaining() <= 0:  # the caller has gone: stop reading
+                            raise TimeoutError
                 body = reader.finish()
             except BodyRefused as refusal:
                 raise _Refused(status, refusal) from None
