@@ -1,4 +1,4 @@
-"""A scripted TMDB behind ``httpx.MockTransport`` (for both twins) and sleeps that move a FakeClock."""
+"""A scripted TMDB behind ``httpx.MockTransport``, for both twins; sleeps that move a FakeClock."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def make_twin(
     Its retries, limiter, deadline and default cache run on ``clock``.
     """
     clock = clock or FakeClock(1000)
-    kwargs.setdefault("api_key", "k")
+    kwargs.setdefault("api_key", "tmdb-test-key")
     kwargs.setdefault("base_url", "https://tmdb.test/3")
     if twin == "sync":
         kwargs.setdefault("sleep", SyncSleeps(clock))

@@ -129,13 +129,14 @@ async def test_tier_ttls_are_applied(policy: TtlPolicy, path_call: str, ttl: flo
     clock = FakeClock(1000)
     upstream = Upstream(lambda r: httpx.Response(200, json={"ok": True}))
     client = make_client(upstream, clock, ttl_policy=policy)
-    call = {
+    calls: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
         "movie": lambda: client.get_movie(603),
         "tv": lambda: client.get_tv(1399),
         "configuration": client.get_configuration,
         "keyword": lambda: client.get_keyword(180547),
         "keyword_movies": lambda: client.get("/keyword/180547/movies"),
-    }[path_call]
+    }
+    call = calls[path_call]
     await call()
     clock.advance(ttl * 0.99)
     await call()
@@ -343,7 +344,9 @@ async def test_secrets_never_leak(caplog: pytest.LogCaptureFixture) -> None:
         lambda c: c.get_movies([1, "2"]),
     ],
 )
-async def test_bad_input_is_rejected_before_any_request(call: Callable[[AsyncTmdbClient], Any]) -> None:
+async def test_bad_input_is_rejected_before_any_request(
+    call: Callable[[AsyncTmdbClient], Any],
+) -> None:
     upstream = Upstream()
     client = make_client(upstream)
     with pytest.raises(ConfigurationError):
@@ -437,7 +440,10 @@ def test_the_repr_names_the_root_and_hides_the_secret() -> None:
 
 async def test_end_to_end_over_a_real_socket() -> None:
     fake = FakeTmdb(api_key=SENTINEL)
-    async with fake.serve() as base_url, AsyncTmdbClient(api_key=SENTINEL, base_url=base_url) as tmdb:
+    async with (
+        fake.serve() as base_url,
+        AsyncTmdbClient(api_key=SENTINEL, base_url=base_url) as tmdb,
+    ):
         matrix = await tmdb.get_movie(603, append_to_response=["credits"])
         assert matrix["title"] == "The Matrix"
         got = await tmdb.get_tv(1399)

@@ -79,7 +79,7 @@ def test_requests(request_: ApiRequest, path: str, params: dict[str, Any]) -> No
         (lambda: endpoints.search("tv", "x", 0), "page"),
         (lambda: endpoints.discover("movie", {"page": 501}), "page"),
         (lambda: endpoints.discover("movie", {"api_key": "x"}), "credentials"),
-        (lambda: endpoints.discover("movie", {"with_genres": [28]}), "with_genres"),
+        (lambda: endpoints.discover("movie", {"with_genres": [28]}), "with_genres"),  # type: ignore[dict-item]
         (lambda: endpoints.movie(True), "movie_id"),
         (lambda: endpoints.movie(603, ["credits;drop"]), "append_to_response"),
         (lambda: endpoints.trending("music", "day"), "media_type"),

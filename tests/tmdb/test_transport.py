@@ -1,7 +1,8 @@
-"""One GET to TMDB: the pure decisions (credentials, throttle, exchange), then the I/O of both twins."""
+"""One GET to TMDB: the pure decisions (credentials, throttle, exchange), then the I/O."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 from typing import Any
@@ -344,6 +345,7 @@ async def test_the_token_goes_in_the_header_and_never_in_the_url() -> None:
 async def test_percent_encoded_keys_are_masked_in_httpx_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    gc.collect()  # clients other tests dropped (with their keys) are gone for good
     caplog.set_level(logging.INFO, logger="httpx")
     key = f"{SENTINEL}+/x~!"
     upstream = Upstream()
