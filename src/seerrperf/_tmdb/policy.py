@@ -296,9 +296,10 @@ def _url_problem(value: str, *, relative: bool = False) -> str | None:
     """
     if not value.isprintable() or any(char.isspace() for char in value):
         return "must not contain spaces or control characters"
+    if "?" in value or "#" in value:  # an empty query or fragment is one too
+        return "must not hold a query or fragment"
     if relative and value.startswith("/") and not value.startswith("//"):
-        parts = urlsplit(value)
-        return "must not hold a query or fragment" if parts.query or parts.fragment else None
+        return None
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         return "must be an http(s) URL" + (" or a path starting with '/'" if relative else "")
@@ -306,8 +307,8 @@ def _url_problem(value: str, *, relative: bool = False) -> str | None:
         parts.port  # noqa: B018 -- urlsplit checks the port only when asked
     except ValueError:
         return "must have a port between 0 and 65535"
-    if parts.query or parts.fragment or parts.username or parts.password:
-        return "must not hold a query, fragment or credentials"
+    if parts.username is not None or parts.password is not None:
+        return "must not hold credentials"
     return None
 
 

@@ -434,6 +434,7 @@ class Exchange:
             return self._parse(status, body)
         message = self._describe(f"HTTP {status}{_status_message(body)}")
         delay: float | None = None
+        pause = 0.0
         error: TmdbError
         if status == 404:
             error = TmdbNotFound(message, status=status, path=self.path)
@@ -446,7 +447,8 @@ class Exchange:
             wait = retry_after_seconds(_header(headers, "retry-after"))
             if wait is not None:
                 # Every request waits, not only this one: the throttle serves the pause.
-                transport.throttle.pause(min(wait, transport.max_retry_after))
+                pause = min(wait, transport.max_retry_after)
+                transport.throttle.pause(pause)
                 delay = 0.0
         elif status >= 500:
             error = TmdbUnavailable(message, status=status, path=self.path)
@@ -454,7 +456,7 @@ class Exchange:
             error = TmdbResponseError(message, status=status, path=self.path)
         if not isinstance(error, TmdbRateLimited | TmdbUnavailable):
             return self._give_up(error)
-        return self._retry(error, delay)
+        return self._retry(error, delay, pause)
 
     def failed(self, exc: Exception) -> Decision:
         """Decide after a transport error (no response: refused, reset, timed out)."""
@@ -483,7 +485,7 @@ class Exchange:
         )
         return self._give_up(error)
 
-    def _retry(self, error: TmdbError, delay: float | None) -> Decision:
+    def _retry(self, error: TmdbError, delay: float | None, pause: float = 0.0) -> Decision:
         transport = self._transport
         if self.attempt >= transport.max_retries:
             return self._give_up(error)
@@ -491,7 +493,7 @@ class Exchange:
             delay = backoff_delay(
                 self.attempt, base=BACKOFF_BASE, cap=BACKOFF_CAP, jitter=transport.random()
             )
-        if delay >= self.remaining():  # the wait alone would spend the budget
+        if max(delay, pause) >= self.remaining():  # the wait alone would spend the budget
             return self._give_up(error)
         self.attempt += 1
         self._last = error
