@@ -255,6 +255,8 @@ class BaseTmdbClient(Generic[_One, _Many, _Text]):
         )
         self._no_query = {} if self._language is None else {"language": self._language}
         self._plans: dict[object, CachePlan] = {}
+        self._movie_plans: dict[int, CachePlan] = {}
+        self._tv_plans: dict[int, CachePlan] = {}
         self._lock = threading.Lock()
         self._requests = 0
         self._not_found_answers = 0
@@ -303,8 +305,27 @@ class BaseTmdbClient(Generic[_One, _Many, _Text]):
         """Count a request, or refuse it on a closed client."""
         if self._transport.closed:
             raise SeerrperfError(f"this {type(self).__name__} is closed")
-        with self._lock:
-            self._requests += 1
+        lock = self._lock  # acquire/release: half the cost of `with` on the hit path
+        lock.acquire()
+        self._requests += 1
+        lock.release()
+
+    def _by_id(
+        self, plans: dict[int, CachePlan], build: Callable[[int], ApiRequest], item_id: int
+    ) -> CachePlan:
+        """The plan of an id-only endpoint (``/movie/{id}``), kept per id: the hit path.
+
+        A known id costs one dict lookup; anything else is checked by ``build``.
+        """
+        plan = plans.get(item_id) if item_id.__class__ is int else None
+        if plan is None:
+            plan = self._endpoint(build(item_id))  # counts the request
+            if len(plans) >= _PLAN_MEMO_SIZE:
+                plans.clear()
+            plans[item_id] = plan
+            return plan
+        self._begin()
+        return plan
 
     def _endpoint(self, request: ApiRequest) -> CachePlan:
         """The plan of an endpoint's request (already checked), made once per key."""
@@ -447,11 +468,15 @@ class BaseTmdbClient(Generic[_One, _Many, _Text]):
 
     def get_movie(self, movie_id: int, *, append_to_response: Iterable[str] = ()) -> _One:
         """``/movie/{id}``, optionally with ``append_to_response`` parts (cached 6 h by default)."""
-        return self._fetch(self._endpoint(endpoints.movie(movie_id, append_to_response)))
+        if append_to_response:
+            return self._send(endpoints.movie(movie_id, append_to_response))
+        return self._fetch(self._by_id(self._movie_plans, endpoints.movie, movie_id))
 
     def get_tv(self, tv_id: int, *, append_to_response: Iterable[str] = ()) -> _One:
         """``/tv/{id}`` (cached 2 h by default: new seasons and episodes appear)."""
-        return self._fetch(self._endpoint(endpoints.tv(tv_id, append_to_response)))
+        if append_to_response:
+            return self._send(endpoints.tv(tv_id, append_to_response))
+        return self._fetch(self._by_id(self._tv_plans, endpoints.tv, tv_id))
 
     def get_tv_season(self, tv_id: int, season: int) -> _One:
         """``/tv/{id}/season/{n}``; season 0 holds the specials."""
