@@ -22,11 +22,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from seerrperf import (
     AsyncLock,
+    AsyncTmdbClient,
     CacheManager,
     HealthResult,
     NamedCache,
     PgAdvisoryLock,
-    TmdbClient,
     TmdbError,
     TmdbNotFound,
     async_check_database_health,
@@ -161,9 +161,9 @@ class Details(Protocol):
 
 
 class TmdbDetails:
-    """seerrperf: ``TmdbClient`` (cached, coalesced, rate-limited), many at once."""
+    """seerrperf: ``AsyncTmdbClient`` (cached, coalesced, rate-limited), many at once."""
 
-    def __init__(self, client: TmdbClient) -> None:
+    def __init__(self, client: AsyncTmdbClient) -> None:
         self._client = client
 
     async def one(self, media_type: str, tmdb_id: int) -> dict[str, Any]:
@@ -317,7 +317,7 @@ def _dsn(settings: Settings) -> str:
 
 @asynccontextmanager
 async def seerrperf_services(settings: Settings) -> AsyncIterator[Services]:
-    """The seerrperf build: pool, lock plus unique index, TmdbClient, caches."""
+    """The seerrperf build: pool, lock plus unique index, AsyncTmdbClient, caches."""
     caches = CacheManager()
     async with AsyncExitStack() as stack:
         pool = async_pool_factory(
@@ -331,7 +331,7 @@ async def seerrperf_services(settings: Settings) -> AsyncIterator[Services]:
             httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_keepalive_connections=32))
         )
         tmdb = await stack.enter_async_context(
-            TmdbClient(
+            AsyncTmdbClient(
                 api_key=settings.tmdb_api_key,
                 access_token=settings.tmdb_access_token,
                 base_url=settings.tmdb_base_url,
