@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import socketserver
+import struct
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -95,12 +96,25 @@ def endless(chunk: bytes = b" " * 65536, *, length: int | None = None) -> Script
 
 @cache
 def gzip_bomb(inflated: int = 256 * 1024 * 1024) -> bytes:
-    """``inflated`` zero bytes, gzip-compressed (256 MB -> about 255 KB)."""
-    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    """``inflated`` zero bytes, gzip-compressed (256 MB -> about 255 KB), built in a blink.
+
+    One megabyte is compressed once with a full flush (which resets the
+    dictionary, so every such block compresses to the same bytes) and the
+    block repeated, between a gzip header and a trailer with the right CRC
+    and size: a valid gzip stream without compressing 256 MB.
+    """
     block = b"0" * (1024 * 1024)
-    parts = [packer.compress(block) for _ in range(inflated // len(block))]
-    parts.append(packer.flush())
-    return b"".join(parts)
+    count, rest = divmod(inflated, len(block))
+    assert rest == 0
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    packed = packer.compress(block) + packer.flush(zlib.Z_FULL_FLUSH)
+    end = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS).flush()  # an empty final block
+    crc = 0
+    for _ in range(count):
+        crc = zlib.crc32(block, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    trailer = struct.pack("<II", crc, inflated & 0xFFFFFFFF)
+    return header + packed * count + end + trailer
 
 
 class _Handler(socketserver.BaseRequestHandler):

@@ -25,7 +25,7 @@ outcomes = st.tuples(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     timeout=st.floats(0.5, 15),
     max_retries=st.integers(0, 6),

@@ -183,13 +183,18 @@ class _SecretLogFilter(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self._live: weakref.WeakSet[Credentials] = weakref.WeakSet()
+        # Threads log while others create clients: a set must not change mid-iteration.
+        self._live_lock = threading.Lock()
 
     def register(self, credentials: Credentials) -> None:
-        self._live.add(credentials)
+        with self._live_lock:
+            self._live.add(credentials)
         logging.getLogger("httpx").addFilter(self)  # no-op when already there
 
     def filter(self, record: logging.LogRecord) -> bool:
-        secrets = [secret for live in list(self._live) for secret in live.secrets]
+        with self._live_lock:
+            live = list(self._live)
+        secrets = [secret for credentials in live for secret in credentials.secrets]
         if secrets:
             message = record.getMessage()
             if any(secret in message for secret in secrets):
@@ -197,8 +202,12 @@ class _SecretLogFilter(logging.Filter):
                 record.args = ()
         return True
 
+    def _after_fork_in_child(self) -> None:
+        self._live_lock = threading.Lock()
+
 
 _LOG_FILTER: Final = _SecretLogFilter()
+after_fork_in_child(_LOG_FILTER)
 
 
 # --- the throttle -------------------------------------------------------------------------
