@@ -45,7 +45,7 @@ package: $(STAMP)
 	$(BIN)/twine check --strict dist/*
 	$(BIN)/python scripts/check_wheel.py dist/*.whl
 	$(PYTHON) -m venv $(SMOKE)
-	$(SMOKE)/bin/python -m pip install --quiet "$$(ls dist/*.whl)[binary,prometheus,starlette]"
+	$(SMOKE)/bin/python -m pip install --quiet "$$(ls dist/*.whl)[binary,fastapi,prometheus,starlette]"
 	cd /tmp && $(CURDIR)/$(SMOKE)/bin/python $(CURDIR)/scripts/smoke.py
 	cd /tmp && VIRTUAL_ENV=$(CURDIR)/$(SMOKE) PATH=$(CURDIR)/$(SMOKE)/bin:$$PATH \
 		$(CURDIR)/$(BIN)/pyright --verifytypes seerrperf --ignoreexternal

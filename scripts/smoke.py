@@ -44,7 +44,28 @@ async def main() -> None:
     assert image_url("/abc.jpg").endswith("/w500/abc.jpg")
     pool = pool_factory("postgresql://app@localhost/app")  # built, never opened
     assert pool.max_size == 20
+    await fastapi_app()
     print(f"seerrperf {seerrperf.__version__} smoke test passed ({sys.executable})")
+
+
+async def fastapi_app() -> None:
+    """seerrperf.fastapi from the wheel: the error contract, without a database."""
+    from fastapi import FastAPI
+
+    from seerrperf.fastapi import Seerrperf
+
+    sp = Seerrperf(database_url="postgresql://app@localhost/app")  # never opened
+    app = FastAPI()
+    sp.install(app)
+    app.include_router(sp.health_router())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://smoke") as client:
+        live = await client.get("/health/live")
+        ready = await client.get("/health/ready")
+        missing = await client.get("/nowhere")
+    assert live.status_code == 200, live
+    assert ready.status_code == 503, ready  # not running: not ready
+    assert missing.headers["cache-control"] == "no-store", missing.headers
 
 
 if __name__ == "__main__":

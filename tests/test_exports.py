@@ -104,6 +104,26 @@ def test_starlette_all_is_pinned() -> None:
     assert seerrperf.starlette.json_response.__doc__
 
 
+def test_fastapi_all_is_pinned() -> None:
+    import seerrperf.fastapi
+
+    assert seerrperf.fastapi.__all__ == [
+        "DEFAULT_MAX_BODY_SIZE",
+        "AdvisoryLock",
+        "Caches",
+        "GuardMiddleware",
+        "Lock",
+        "Pool",
+        "Seerrperf",
+        "Tmdb",
+        "add_exception_handlers",
+        "json_body",
+        "json_response",
+    ]
+    for name in ("Seerrperf", "GuardMiddleware", "add_exception_handlers", "json_body"):
+        assert getattr(seerrperf.fastapi, name).__doc__, name
+
+
 def test_version_comes_from_metadata() -> None:
     from importlib.metadata import version
 

@@ -1,4 +1,4 @@
-"""``create_app(settings)``: the media-request service, in either build."""
+"""``create_app(settings)``: the media-request service, either build, on ``seerrperf.fastapi``."""
 
 from __future__ import annotations
 
@@ -12,31 +12,26 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from psycopg.errors import UniqueViolation
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import seerrperf
 from seerrperf import (
     CacheControl,
     ConfigurationError,
-    LockTimeout,
-    health_report,
+    PoolSettings,
+    TmdbNotFound,
     image_url,
     immutable_headers,
     is_not_modified,
     no_store_headers,
 )
-from seerrperf.starlette import json_response
+from seerrperf.fastapi import Caches, Seerrperf, json_body, json_response
 
 from .schema import DuplicateRequest, QuotaExceeded, create_request, user_requests, user_stats
 from .services import (
-    MediaNotFound,
+    HEALTH_TIMEOUT,
     Services,
-    UpstreamError,
     naive_services,
     seerrperf_services,
 )
@@ -56,7 +51,7 @@ _IMAGE_SAFETY = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'",
 }
-_HEALTH_JSON = "application/health+json"
+MAX_BODY_SIZE = 16 * 1024  # the largest body this app takes is ~50 bytes
 
 
 class NewRequest(BaseModel):
@@ -106,6 +101,8 @@ Svc = Annotated[Services, Depends(services)]
 TmdbId = Annotated[int, Path(gt=0, le=2**31 - 1)]
 User = Annotated[int, Depends(user_id)]
 Admin = Depends(require_admin)
+# Read only after User has run: an unauthenticated body is never read.
+NewRequestBody = Annotated[NewRequest, json_body(NewRequest)]
 
 
 def summarise(raw: dict[str, Any]) -> dict[str, Any]:
@@ -160,42 +157,58 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         FakeTmdb.
     """
     given = Settings.from_env() if settings is None else settings
+    # Pool, TMDB client, caches, locks, health and the error contract. The
+    # DSN and TMDB are known only once dev_fallbacks ran, at start-up.
+    sp = Seerrperf(
+        pool=PoolSettings(application_name="media_app"),
+        pool_kwargs={"autocommit": True},
+        health_timeout=HEALTH_TIMEOUT,
+        max_body_size=MAX_BODY_SIZE,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with dev_fallbacks(given) as ready:
-            build = naive_services if ready.naive else seerrperf_services
-            async with build(ready) as built:
-                app.state.services = built
-                yield
+        async with dev_fallbacks(given) as ready, AsyncExitStack() as stack:
+            if ready.naive:
+                app.state.services = await stack.enter_async_context(naive_services(ready))
+            else:
+                await stack.enter_async_context(
+                    sp.lifespan(
+                        app,
+                        database_url=ready.database_url,
+                        tmdb_api_key=ready.tmdb_api_key,
+                        tmdb_access_token=ready.tmdb_access_token,
+                        tmdb_base_url=ready.tmdb_base_url,
+                    )
+                )
+                app.state.services = await stack.enter_async_context(seerrperf_services(ready, sp))
+            yield
 
     app = FastAPI(
         title="media_app (seerrperf example)",
         version=seerrperf.__version__,
         lifespan=lifespan,
     )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        headers = {**(exc.headers or {}), **no_store_headers()}
-        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> Response:
-        body = {"detail": jsonable_encoder(exc.errors())}
-        return JSONResponse(body, 422, headers=no_store_headers())
+    sp.install(app)  # both builds: 503 for outages, no-store errors, body limit, safe redirects
+    app.include_router(
+        sp.health_router(
+            live_path="/api/health",
+            ready_path="/api/health/ready",
+            version=seerrperf.__version__,
+            # The naive build asks a new connection instead of the pool.
+            check=(lambda: app.state.services.db.check_health()) if given.naive else None,
+        )
+    )
 
     # --- requests -------------------------------------------------------------------
 
     @app.post("/api/v1/request", status_code=201)
-    async def new_request(body: NewRequest, request: Request, user: User, svc: Svc) -> Response:
+    async def new_request(user: User, body: NewRequestBody, request: Request, svc: Svc) -> Response:
         """Request a movie or show: 201, 409 if it is requested already, 403 over quota."""
         try:  # outside the lock: keep the critical section to the check and the write
             media = await svc.details.one(body.mediaType, body.mediaId)
-        except MediaNotFound:
+        except TmdbNotFound:
             raise HTTPException(422, f"TMDB has no {body.mediaType} {body.mediaId}") from None
-        except UpstreamError:
-            raise HTTPException(503, "TMDB is unavailable", {"Retry-After": "5"}) from None
         try:
             async with svc.guard(body.mediaType, body.mediaId) as conn:
                 created = await create_request(
@@ -211,8 +224,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(409, "this title is requested already") from None
         except QuotaExceeded as exc:
             raise HTTPException(403, str(exc)) from None
-        except LockTimeout:
-            raise HTTPException(503, "busy, try again", {"Retry-After": "1"}) from None
         svc.recent.invalidate()
         return json_response(request, created, cache_control=NO_STORE, status_code=201)
 
@@ -262,10 +273,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> Response:
         try:
             media = await svc.details.one(media_type, tmdb_id)
-        except MediaNotFound:
+        except TmdbNotFound:
             raise HTTPException(404, f"TMDB has no {media_type} {tmdb_id}") from None
-        except UpstreamError:
-            raise HTTPException(503, "TMDB is unavailable", {"Retry-After": "5"}) from None
         body = {"mediaType": media_type, "mediaId": tmdb_id, **summarise(media)}
         return json_response(request, body, cache_control=PUBLIC_MEDIA)
 
@@ -293,28 +302,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(400, "not a TMDB image path")
         try:
             found = await svc.images.get(size, file_path)
-        except MediaNotFound:
+        except TmdbNotFound:
             raise HTTPException(404, "no such image") from None
-        except UpstreamError:
-            raise HTTPException(502, "the image CDN failed") from None
         headers = {**immutable_headers(), **_IMAGE_SAFETY, "ETag": found.etag}
         if is_not_modified(request.headers, etag=found.etag):
             return Response(status_code=304, headers=headers)
         return Response(found.data, media_type=found.content_type, headers=headers)
 
-    # --- health and operations ------------------------------------------------------
-
-    @app.get("/api/health")
-    async def liveness() -> Response:
-        """Liveness: the process answers. Never touches the database."""
-        body = '{"status":"pass"}'
-        return Response(body, media_type=_HEALTH_JSON, headers=no_store_headers())
-
-    @app.get("/api/health/ready")
-    async def readiness(svc: Svc) -> Response:
-        """Readiness: the database answers within 2 s (200), or not (503)."""
-        report = health_report(await svc.db.check_health(), version=seerrperf.__version__)
-        return Response(report.json(), report.status_code, headers=dict(report.headers))
+    # --- operations -----------------------------------------------------------------
 
     @app.get("/api/debug/stats", dependencies=[Admin])
     async def debug_stats(request: Request, svc: Svc) -> Response:
@@ -323,9 +318,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return json_response(request, body, cache_control=NO_STORE)
 
     @app.get("/api/v1/settings/cache", dependencies=[Admin])
-    async def cache_list(request: Request, svc: Svc) -> Response:
+    async def cache_list(request: Request, caches: Caches) -> Response:
         """Every cache with Seerr's stats fields (Seerr's route)."""
-        caches = [
+        listed = [
             {
                 "id": name,
                 "name": name,
@@ -337,17 +332,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "vsize": stats.value_bytes,
                 },
             }
-            for name, stats in svc.caches.stats().items()
+            for name, stats in caches.stats().items()
         ]
-        return json_response(request, {"apiCaches": caches}, cache_control=NO_STORE)
+        return json_response(request, {"apiCaches": listed}, cache_control=NO_STORE)
 
     @app.post("/api/v1/settings/cache/{name}/flush", dependencies=[Admin], status_code=204)
-    async def cache_flush(name: str, svc: Svc) -> Response:
+    async def cache_flush(name: str, caches: Caches) -> Response:
         """Empty one cache: 204, or 404 for an unknown name (Seerr's route)."""
         try:
-            svc.caches.clear(name)
+            caches.clear(name)
         except KeyError:
-            raise HTTPException(404, f"no cache named {name!r}") from None
+            raise HTTPException(404, "no such cache") from None
         return Response(status_code=204, headers=no_store_headers())
 
     return app

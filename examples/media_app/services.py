@@ -1,16 +1,18 @@
 """The two builds of the app, as interchangeable strategies.
 
 Routes never ask which build they run in: they call a :class:`Services`.
-:func:`seerrperf_services` and :func:`naive_services` differ only in what they
-put there -- a pool or a connection per request, a lock or none, a caching,
-coalescing TMDB client or sequential plain httpx calls, caches or none.
+:func:`seerrperf_services` takes its parts from a running
+:class:`~seerrperf.fastapi.Seerrperf`; :func:`naive_services` makes what an
+app without these patterns typically has -- a connection per request, no
+lock, sequential plain httpx calls, no caches. Both raise seerrperf's TMDB
+errors, so an outage gets the same 503 in either build.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -18,71 +20,36 @@ import anyio
 import httpx
 import psycopg
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from seerrperf import (
     AsyncLock,
     AsyncTmdbClient,
-    CacheManager,
     HealthResult,
     NamedCache,
     PgAdvisoryLock,
-    TmdbError,
     TmdbNotFound,
-    async_check_database_health,
-    async_pool_factory,
+    TmdbUnavailable,
     batch_fetch,
     cached,
     collect_stats,
     etag_for,
 )
+from seerrperf.fastapi import Seerrperf
 
 from .schema import ensure_schema, recent_requests
 from .settings import Settings
 
 HEALTH_TIMEOUT = 2.0
 LOCK_TIMEOUT = 5.0
-
-
-class MediaNotFound(Exception):
-    """TMDB has no such title (or image)."""
-
-
-class UpstreamError(Exception):
-    """TMDB could not answer."""
-
-
-# --- the database ---------------------------------------------------------------------
+MAX_IMAGE_BYTES = 8 * 1024 * 1024  # TMDB's largest posters are a few MB
 
 
 class Database(Protocol):
-    """Where connections come from."""
+    """Where connections come from: a pool, or a new connection each time."""
 
     def connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
         """A connection in autocommit mode for the block."""
         ...
-
-    async def check_health(self) -> HealthResult:
-        """Ask the database whether it answers, within :data:`HEALTH_TIMEOUT`."""
-        ...
-
-
-class PooledDatabase:
-    """seerrperf: connections from ``async_pool_factory``'s pool."""
-
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]]) -> None:
-        self.pool = pool
-
-    def connection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
-        return self.pool.connection()
-
-    async def check_health(self) -> HealthResult:
-        result = await async_check_database_health(self.pool, timeout=HEALTH_TIMEOUT)
-        if not result.healthy:
-            # Drop every broken idle connection now, so the first probe after
-            # the database returns does not get one.
-            await self.pool.check()
-        return result
 
 
 class ConnectPerRequest:
@@ -98,6 +65,7 @@ class ConnectPerRequest:
             yield conn
 
     async def check_health(self) -> HealthResult:
+        """``SELECT 1`` on a new connection, within :data:`HEALTH_TIMEOUT`."""
         start = time.monotonic()
         error: str | None = None
         try:
@@ -150,8 +118,8 @@ class Details(Protocol):
         """One title.
 
         Raises:
-            MediaNotFound: TMDB has no such title.
-            UpstreamError: TMDB could not answer.
+            TmdbNotFound: TMDB has no such title.
+            TmdbError: TMDB could not answer (``TmdbUnavailable``: an outage).
         """
         ...
 
@@ -168,18 +136,17 @@ class TmdbDetails:
 
     async def one(self, media_type: str, tmdb_id: int) -> dict[str, Any]:
         fetch = self._client.get_movie if media_type == "movie" else self._client.get_tv
-        try:
-            return await fetch(tmdb_id)
-        except TmdbNotFound as exc:
-            raise MediaNotFound(media_type, tmdb_id) from exc
-        except TmdbError as exc:
-            raise UpstreamError(media_type, tmdb_id) from exc
+        return await fetch(tmdb_id)
 
     async def many(self, items: Sequence[tuple[str, int]]) -> list[dict[str, Any] | None]:
         async def fetch(item: tuple[str, int]) -> dict[str, Any]:
             return await self.one(*item)
 
         return await batch_fetch(fetch, items, concurrency=10)
+
+
+def _unavailable(path: str, status: int | None = None) -> TmdbUnavailable:
+    return TmdbUnavailable(f"TMDB {path}: no usable answer", status=status, path=path)
 
 
 class SequentialDetails:
@@ -196,15 +163,17 @@ class SequentialDetails:
         )
 
     async def one(self, media_type: str, tmdb_id: int) -> dict[str, Any]:
-        url = f"{self._base}/{media_type}/{tmdb_id}"
+        path = f"/{media_type}/{tmdb_id}"
         try:
-            response = await self._http.get(url, params=self._params, headers=self._headers)
+            response = await self._http.get(
+                self._base + path, params=self._params, headers=self._headers
+            )
         except httpx.HTTPError as exc:
-            raise UpstreamError(media_type, tmdb_id) from exc
+            raise _unavailable(path) from exc
         if response.status_code == 404:
-            raise MediaNotFound(media_type, tmdb_id)
+            raise TmdbNotFound(f"TMDB has no {path}", status=404, path=path)
         if response.status_code != 200:
-            raise UpstreamError(media_type, tmdb_id)
+            raise _unavailable(path, response.status_code)
         data: dict[str, Any] = response.json()
         return data
 
@@ -213,7 +182,7 @@ class SequentialDetails:
         for media_type, tmdb_id in items:
             try:
                 results.append(await self.one(media_type, tmdb_id))
-            except (MediaNotFound, UpstreamError):
+            except (TmdbNotFound, TmdbUnavailable):
                 results.append(None)
         return results
 
@@ -231,22 +200,29 @@ class Image:
 
 
 async def fetch_image(http: httpx.AsyncClient, base_url: str, size: str, file_path: str) -> Image:
-    """GET ``{base_url}/{size}{file_path}`` (both already validated).
+    """GET ``{base_url}/{size}{file_path}`` (both already validated), at most 8 MB.
 
     Raises:
-        MediaNotFound: The CDN has no such image.
-        UpstreamError: The CDN failed, or answered with something not an image.
+        TmdbNotFound: The CDN has no such image.
+        TmdbUnavailable: The CDN failed, or answered with something not an
+            image or too large.
     """
+    path = f"/{size}{file_path}"
     try:
-        response = await http.get(f"{base_url.rstrip('/')}/{size}{file_path}")
+        async with http.stream("GET", base_url.rstrip("/") + path) as response:
+            if response.status_code == 404:
+                raise TmdbNotFound(f"the image CDN has no {path}", status=404, path=path)
+            content_type = response.headers.get("content-type", "")
+            if response.status_code != 200 or not content_type.startswith("image/"):
+                raise _unavailable(path, response.status_code)
+            data = bytearray()
+            async for chunk in response.aiter_bytes():
+                data += chunk
+                if len(data) > MAX_IMAGE_BYTES:
+                    raise _unavailable(path, response.status_code)
     except httpx.HTTPError as exc:
-        raise UpstreamError(size, file_path) from exc
-    if response.status_code == 404:
-        raise MediaNotFound(size, file_path)
-    content_type = response.headers.get("content-type", "")
-    if response.status_code != 200 or not content_type.startswith("image/"):
-        raise UpstreamError(size, file_path)
-    return Image(content_type, response.content, etag_for(response.content))
+        raise _unavailable(path) from exc
+    return Image(content_type, bytes(data), etag_for(bytes(data)))
 
 
 class Images(Protocol):
@@ -305,65 +281,43 @@ class Services:
     details: Details
     images: Images
     recent: RecentList
-    caches: CacheManager
     stats: Callable[[], dict[str, Any]]
 
 
-def _dsn(settings: Settings) -> str:
-    if not settings.database_url:
-        raise ValueError("settings.database_url is needed here")
-    return settings.database_url
+def _image_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_keepalive_connections=32))
 
 
 @asynccontextmanager
-async def seerrperf_services(settings: Settings) -> AsyncIterator[Services]:
-    """The seerrperf build: pool, lock plus unique index, AsyncTmdbClient, caches."""
-    caches = CacheManager()
-    async with AsyncExitStack() as stack:
-        pool = async_pool_factory(
-            _dsn(settings), kwargs={"autocommit": True}, application_name="media_app"
-        )
-        await stack.enter_async_context(pool)
-        db = PooledDatabase(pool)
-        async with db.connection() as conn:
-            await ensure_schema(conn, unique_index=True)
-        http = await stack.enter_async_context(
-            httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_keepalive_connections=32))
-        )
-        tmdb = await stack.enter_async_context(
-            AsyncTmdbClient(
-                api_key=settings.tmdb_api_key,
-                access_token=settings.tmdb_access_token,
-                base_url=settings.tmdb_base_url,
-                cache=caches.get_cache("tmdb", ttl=21_600, maxsize=10_000),
-                http_client=http,
-            )
-        )
-        lock: AsyncLock | PgAdvisoryLock
-        if settings.lock_mode == "advisory":
-            lock = PgAdvisoryLock(pool, namespace="media_app")
-            guard = advisory_lock_guard(lock)
-        else:
-            lock = AsyncLock()
-            guard = local_lock_guard(lock, db)
+async def seerrperf_services(settings: Settings, sp: Seerrperf) -> AsyncIterator[Services]:
+    """The seerrperf build, from a running ``Seerrperf``: its pool, lock, TMDB client, caches."""
+    async with sp.pool.connection() as conn:
+        await ensure_schema(conn, unique_index=True)
+    lock: AsyncLock | PgAdvisoryLock
+    if settings.lock_mode == "advisory":
+        lock = sp.advisory_lock
+        guard = advisory_lock_guard(lock)
+    else:
+        lock = sp.lock
+        guard = local_lock_guard(lock, sp.pool)
 
-        @cached(caches.get_cache("queries", ttl=60, maxsize=1_000))
-        async def recent(take: int) -> list[dict[str, Any]]:
-            async with db.connection() as conn:
-                return await recent_requests(conn, take)
+    @cached(sp.caches.get_cache("queries", ttl=60, maxsize=1_000))
+    async def recent(take: int) -> list[dict[str, Any]]:
+        async with sp.pool.connection() as conn:
+            return await recent_requests(conn, take)
 
-        images = caches.get_cache("images", ttl=86_400, maxsize=2_000)
+    images = sp.caches.get_cache("images", ttl=86_400, maxsize=2_000)
+    async with _image_client() as http:
         yield Services(
             build="seerrperf",
             settings=settings,
-            db=db,
+            db=sp.pool,
             guard=guard,
-            details=TmdbDetails(tmdb),
+            details=TmdbDetails(sp.tmdb),
             images=CachedImages(http, settings.tmdb_image_base_url, images),
             recent=RecentList(recent, recent.cache_clear),
-            caches=caches,
             stats=lambda: collect_stats(
-                pool=pool, caches=caches, tmdb=tmdb, locks={"requests": lock}
+                pool=sp.pool, caches=sp.caches, tmdb=sp.tmdb, locks={"requests": lock}
             ),
         )
 
@@ -371,8 +325,9 @@ async def seerrperf_services(settings: Settings) -> AsyncIterator[Services]:
 @asynccontextmanager
 async def naive_services(settings: Settings) -> AsyncIterator[Services]:
     """The naive build: what an app without these patterns typically does."""
-    db = ConnectPerRequest(_dsn(settings))
-    caches = CacheManager()  # stays empty
+    if not settings.database_url:
+        raise ValueError("settings.database_url is needed here")
+    db = ConnectPerRequest(settings.database_url)
     async with httpx.AsyncClient() as http:
         async with db.connection() as conn:
             await ensure_schema(conn, unique_index=False)
@@ -394,6 +349,5 @@ async def naive_services(settings: Settings) -> AsyncIterator[Services]:
             details=SequentialDetails(http, settings),
             images=DirectImages(http, settings.tmdb_image_base_url),
             recent=RecentList(recent, lambda: None),
-            caches=caches,
-            stats=lambda: collect_stats(caches=caches),
+            stats=lambda: collect_stats(caches={}),
         )

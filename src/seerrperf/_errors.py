@@ -81,7 +81,12 @@ class TmdbError(SeerrperfError):
     Attributes:
         status: The HTTP status, or ``None`` when no response arrived.
         path: The API path asked for (never with credentials).
+        retry_after: Seconds after which TMDB may answer again, where known
+            (a 429's pause); ``None`` otherwise. Web integrations send it as
+            ``Retry-After`` when they answer the outage with 503.
     """
+
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, status: int | None, path: str) -> None:
         super().__init__(message)

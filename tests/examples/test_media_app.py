@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,13 +19,15 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from media_app import Settings, create_app, serve
+from media_app.services import HEALTH_TIMEOUT
 from seerrperf import ConfigurationError, etag_for
 from seerrperf.testing import EmbeddedPostgres, FakeTmdb
-from tests._support import SENTINEL
+from tests._support import SENTINEL, uvicorn_workers
 
 pytestmark = pytest.mark.anyio
 
 ADMIN = {"X-Admin-Token": SENTINEL}
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def user(n: int) -> dict[str, str]:
@@ -385,3 +391,185 @@ def test_settings_from_the_environment() -> None:
     ):
         with pytest.raises(ConfigurationError):
             Settings.from_env(bad)
+
+
+# --- issue 13 item 12: bounded, uncacheable, unechoed -------------------------------------
+
+
+async def raw_request(url: str, data: bytes) -> tuple[int, dict[str, str]]:
+    """Send ``data`` as it is over a new socket; return the answer's status and headers.
+
+    Fails if no complete answer head arrives within 10 s: a server that
+    waits for a body we never send would hang here.
+    """
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    received = b""
+    async with await anyio.connect_tcp(parts.hostname, parts.port) as stream:
+        await stream.send(data)
+        with anyio.fail_after(10):
+            while b"\r\n\r\n" not in received:
+                try:
+                    received += await stream.receive()
+                except anyio.EndOfStream:
+                    break
+    head, _, _ = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers
+
+
+async def test_readiness_is_bounded_when_the_database_freezes(
+    own_server: EmbeddedPostgres,
+) -> None:
+    async with running(own_server.dsn) as (client, _):
+        assert (await client.get("/api/health/ready")).status_code == 200
+        await anyio.to_thread.run_sync(own_server.pause)  # SIGSTOP: connections hang
+        try:
+            start = time.monotonic()
+            frozen = await client.get("/api/health/ready", timeout=30)
+            took = time.monotonic() - start
+            alive = await client.get("/api/health")
+        finally:
+            await anyio.to_thread.run_sync(own_server.resume)
+        with anyio.fail_after(30):
+            while (back := await client.get("/api/health/ready")).status_code != 200:
+                assert back.status_code == 503
+    assert frozen.status_code == 503
+    assert took < HEALTH_TIMEOUT + 0.5, took
+    assert frozen.headers["cache-control"] == "no-store"
+    assert frozen.json()["status"] == "fail"
+    assert alive.status_code == 200
+
+
+async def test_a_database_outage_is_a_503_problem_and_nothing_is_written(
+    own_server: EmbeddedPostgres,
+) -> None:
+    async with running(own_server.dsn) as (client, _):
+        await client.post("/api/v1/request", json=body(media_id=605), headers=user(71))
+        await anyio.to_thread.run_sync(own_server.stop)
+        try:
+            created = await client.post("/api/v1/request", json=body("tv", 1399), headers=user(72))
+            page = await client.get("/api/profile/requests", headers=user(71))
+            alive = await client.get("/api/health")
+        finally:
+            await anyio.to_thread.run_sync(own_server.start)
+    for response in (created, page):
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["retry-after"] == "5"
+        problem = response.json()
+        assert problem["status"] == 503
+        assert problem["type"].endswith("#database-unavailable")
+        assert "127.0.0.1" not in response.text
+    assert alive.status_code == 200
+    with psycopg.connect(own_server.dsn) as conn:
+        rows = conn.execute("SELECT count(*) FROM media_request WHERE requested_by = 72").fetchone()
+    assert rows == (0,)
+
+
+async def test_a_huge_unauthenticated_body_is_refused_before_it_is_read(database: str) -> None:
+    async with running(database) as (client, _):
+        url = str(client.base_url)
+        huge = (
+            b"POST /api/v1/request HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 104857600\r\n\r\n{"
+        )  # 100 MB announced, 1 byte sent
+        status, headers = await raw_request(url, huge)
+        assert (status, headers["connection"]) == (413, "close")
+        assert headers["content-type"] == "application/problem+json"
+        assert headers["cache-control"] == "no-store"
+        # A body without a length is counted as it arrives and cut off at 16 KiB.
+        chunk = b"4000\r\n" + b" " * 0x4000 + b"\r\n"
+        chunked = (
+            b"POST /api/v1/request HTTP/1.1\r\nHost: x\r\nX-User-Id: 5\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ) + chunk * 2
+        status, headers = await raw_request(url, chunked)
+        assert status == 413
+        assert headers["content-type"] == "application/problem+json"
+        still_fine = await client.post("/api/v1/request", json=body(), headers=user(5))
+    assert still_fine.status_code == 201
+
+
+async def test_authentication_comes_before_reading_the_body(database: str) -> None:
+    async with running(database) as (client, _):
+        # 1,000 bytes announced and none sent: only a 401 that did not wait for them arrives.
+        request = (
+            b"POST /api/v1/request HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n"
+        )
+        status, headers = await raw_request(str(client.base_url), request)
+    assert status == 401
+    assert headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        {"mediaType": SENTINEL, "mediaId": 603},
+        {"mediaType": "movie", "mediaId": SENTINEL},
+        {"mediaType": "movie", "mediaId": 603, SENTINEL: 1},
+        {"mediaType": "movie", "mediaId": 603, f"<script>{SENTINEL}": 1},
+        '{"mediaType": "' + SENTINEL,
+    ],
+)
+async def test_invalid_input_is_never_echoed(database: str, sent: Any) -> None:
+    async with running(database) as (client, fake):
+        content = sent if isinstance(sent, str) else json.dumps(sent)
+        response = await client.post(
+            "/api/v1/request",
+            content=content,
+            headers={**user(8), "Content-Type": "application/json"},
+        )
+    assert response.status_code == 422
+    assert response.headers["cache-control"] == "no-store"
+    assert SENTINEL not in response.text
+    assert all(set(error) == {"type", "loc", "msg"} for error in response.json()["detail"])
+    assert fake.stats().total_requests == 0
+
+
+async def test_redirects_never_come_from_the_host_header(database: str) -> None:
+    async with running(database) as (client, _):
+        slash = await client.get("/api/health/", headers={"Host": "evil.example"})
+    assert slash.status_code == 307
+    assert slash.headers["location"] == "/api/health"
+
+
+@pytest.mark.slow
+async def test_four_uvicorn_workers_make_one_row_per_title(database: str, tmp_path: Path) -> None:
+    """Issue 17: the app under ``uvicorn --workers 4`` with advisory locks."""
+    fake = FakeTmdb(api_key="tmdb-key", latency=0.05)
+    async with fake.serve() as tmdb:
+        env = {
+            "DATABASE_URL": database,
+            "TMDB_API_KEY": "tmdb-key",
+            "TMDB_BASE_URL": tmdb,
+            "TMDB_IMAGE_BASE_URL": tmdb.removesuffix("/3") + "/t/p",
+            "MEDIA_APP_LOCK": "advisory",
+        }
+        async with uvicorn_workers(
+            "media_app:create_app", "--factory", "--app-dir", str(EXAMPLES),
+            env=env, workers=4, socket_dir=tmp_path,
+        ) as client:  # fmt: skip
+            statuses: list[int] = []
+
+            async def post(n: int) -> None:
+                response = await client.post(
+                    "/api/v1/request", json=body("tv", 1399), headers=user(n)
+                )
+                statuses.append(response.status_code)
+
+            async with anyio.create_task_group() as tg:
+                for n in range(1, 21):
+                    tg.start_soon(post, n)
+                for _ in range(40):
+                    tg.start_soon(client.get, "/api/v1/movie/604")
+    assert sorted(statuses) == [201] + [409] * 19
+    assert active_rows(database, 1399) == 1
+    assert 1 <= fake.stats().requests_by_path["/3/movie/604"] <= 4

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Awaitable, Mapping
 from typing import Any
 
 import httpx
@@ -51,7 +51,7 @@ from seerrperf import (
     private_headers,
     swr_headers,
 )
-from seerrperf.prometheus import SeerrperfCollector
+from seerrperf.prometheus import PrometheusExporter, SeerrperfCollector
 from seerrperf.testing import (
     EmbeddedPostgres,
     EmbeddedRedis,
@@ -237,5 +237,79 @@ async def async_side() -> None:
         collect_stats(tmdb=client)
 
         snapshot: dict[str, Any] = collect_stats(pool=pool, caches=CacheManager(), locks=lock)
-        collector = SeerrperfCollector(pool=pool)
-        del snapshot, collector
+        sized: dict[str, Any] = collect_stats(caches=CacheManager(), sizes=True)
+        collector = SeerrperfCollector(pool=pool, tmdb=client)
+        exporter = PrometheusExporter(pool=pool, flush_interval=None)
+        fleet: bool = exporter.multiprocess
+        exporter.flush()
+        exporter.close()
+        del snapshot, sized, collector, fleet
+
+
+# --- seerrperf.fastapi ------------------------------------------------------------------
+
+
+def fastapi_app() -> None:
+    """The FastAPI integration as an app writes it."""
+    from contextlib import asynccontextmanager
+    from typing import Annotated
+
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from seerrperf.fastapi import (
+        AdvisoryLock,
+        Caches,
+        Lock,
+        Pool,
+        Seerrperf,
+        Tmdb,
+        json_body,
+        json_response,
+    )
+
+    sp = Seerrperf.from_env(pool=PoolSettings(max_size=5), health_timeout=1.5)
+    other = Seerrperf(database_url="postgresql://db/app", caches=CacheManager.seerr())
+    del other
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncGenerator[None, None]:
+        async with sp.lifespan(app, database_url="postgresql://db/app"):
+            async with sp.pool.connection() as conn:
+                await conn.execute("SELECT 1")
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+    FastAPI(lifespan=sp.lifespan)
+    sp.install(app, relative_redirects=True)
+    app.include_router(sp.health_router(live_path="/live", ready_path="/ready"))
+
+    class Body(BaseModel):
+        movie_id: int
+
+    @app.post("/request")
+    async def create(
+        request: Request,
+        body: Annotated[Body, json_body(Body)],
+        pool: Pool,
+        tmdb: Tmdb,
+        caches: Caches,
+        lock: Lock,
+        adv: AdvisoryLock,
+    ) -> Response:
+        movie: dict[str, Any] = await tmdb.get_movie(body.movie_id)
+        async with lock(("movie", body.movie_id), timeout=1.0):
+            pass
+        async with adv(("movie", body.movie_id), timeout=1.0) as conn:
+            await conn.execute("SELECT 1")
+        async with pool.connection() as conn:
+            await conn.execute("SELECT 1")
+        names: list[str] = caches.names()
+        stats: dict[str, Any] = sp.stats()
+        del names, stats
+        return json_response(request, movie, cache_control=CacheControl(no_store=True))
+
+    result: Awaitable[HealthResult] = sp.check_health()
+    del result

@@ -1,4 +1,4 @@
-"""collect_stats and the Prometheus export, on real parts."""
+"""collect_stats: one JSON-ready snapshot, on real parts, at a cost that stays flat."""
 
 from __future__ import annotations
 
@@ -6,19 +6,19 @@ import json
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client import CollectorRegistry, generate_latest
 
 from seerrperf import (
     AsyncLock,
     AsyncTmdbClient,
     CacheManager,
     ConfigurationError,
+    NamedCache,
     TmdbClient,
     async_pool_factory,
     collect_stats,
 )
-from seerrperf.prometheus import SeerrperfCollector
+from seerrperf.prometheus import PrometheusExporter, SeerrperfCollector
 
 pytestmark = pytest.mark.anyio
 
@@ -59,6 +59,53 @@ async def test_one_snapshot_of_everything(postgres_dsn: str) -> None:
     await tmdb.aclose()
 
 
+def test_byte_sizes_only_when_asked_for() -> None:
+    cache = NamedCache("c")
+    cache.set("key", {"a": [1, 2, 3]})
+    quick = collect_stats(caches=cache)["caches"]["c"]
+    full = collect_stats(caches=cache, sizes=True)["caches"]["c"]
+    # Not computed is left out rather than reported as 0 bytes.
+    assert "key_bytes" not in quick
+    assert "value_bytes" not in quick
+    assert quick["keys"] == 1
+    assert full["key_bytes"] > 0
+    assert full["value_bytes"] > 0
+    with pytest.raises(ConfigurationError, match="sizes must be True or False"):
+        collect_stats(caches=cache, sizes=1)  # type: ignore[arg-type]
+
+
+class _SizeProbe:
+    """A cached value that counts how often ``sys.getsizeof`` (the size walk) measures it."""
+
+    def __init__(self) -> None:
+        self.measured = 0
+
+    def __sizeof__(self) -> int:
+        self.measured += 1
+        return 64
+
+
+def test_a_scrape_does_not_walk_the_entries() -> None:
+    entries = 20_000
+    cache = NamedCache("big", maxsize=entries)
+    probe = _SizeProbe()
+    for key in range(entries):
+        cache.set(key, probe)
+    probe.measured = 0
+    registry = CollectorRegistry()
+    registry.register(SeerrperfCollector(caches=cache))
+    exporter = PrometheusExporter(caches=cache)
+    for _ in range(3):
+        generate_latest(registry)
+        generate_latest(exporter.registry)
+        collect_stats(caches=cache)
+    assert probe.measured == 0
+    assert registry.get_sample_value("seerrperf_cache_keys", {"cache": "big"}) == entries
+    # The walk is still there on request, and the probe sees it.
+    collect_stats(caches=cache, sizes=True)
+    assert probe.measured >= entries
+
+
 def test_nothing_to_collect_is_an_error() -> None:
     with pytest.raises(ConfigurationError, match="at least one"):
         collect_stats()
@@ -93,65 +140,6 @@ def test_a_lock_of_the_applications_own_is_collected() -> None:
     assert collect_stats(locks=OwnLock())["locks"] == {"default": {"held_keys": 2}}
 
 
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
-
-
-async def test_prometheus_scrape_over_http(registry: CollectorRegistry) -> None:
-    caches = CacheManager()
-    cache = caches.get_cache("tmdb")
-    cache.set("a", 1)
-    cache.get("a")
-    cache.get("a")
-    cache.get("missing")
-    lock = AsyncLock()
-    async with lock("x"):
-        pass
-    tmdb = _tmdb()
-    await tmdb.get_movie(7)
-    registry.register(SeerrperfCollector(caches=caches, tmdb=tmdb, locks=lock))
-    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
-    try:
-        port = server.server_address[1]
-        async with httpx.AsyncClient() as client:
-            response = await client.get(f"http://127.0.0.1:{port}/metrics")
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-    assert response.status_code == 200
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
-    assert samples[("seerrperf_cache_hits_total", (("cache", "tmdb"),))] == 2
-    assert samples[("seerrperf_cache_misses_total", (("cache", "tmdb"),))] == 1
-    assert samples[("seerrperf_cache_keys", (("cache", "tmdb"),))] == 1
-    assert samples[("seerrperf_tmdb_upstream_calls_total", ())] == 1
-    assert samples[("seerrperf_lock_acquisitions_total", (("lock", "default"),))] == 1
-    await tmdb.aclose()
-
-
-def test_collector_refuses_nothing() -> None:
-    with pytest.raises(ConfigurationError):
-        SeerrperfCollector()
-
-
-async def test_pool_metrics(postgres_dsn: str, registry: CollectorRegistry) -> None:
-    async with async_pool_factory(postgres_dsn, min_size=1, max_size=4, name="db") as pool:
-        await pool.wait()
-        registry.register(SeerrperfCollector(pool=pool))
-        async with pool.connection():
-            in_use = registry.get_sample_value("seerrperf_pool_connections_in_use", {"pool": "db"})
-        assert in_use == 1
-        assert registry.get_sample_value("seerrperf_pool_max_connections", {"pool": "db"}) == 4
-        requests = registry.get_sample_value("seerrperf_pool_requests_total", {"pool": "db"})
-        assert requests is not None
-        assert requests >= 1
-
-
 def test_the_sync_tmdb_client_is_collected_like_the_async_one() -> None:
     transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"id": 1}))
     with TmdbClient(api_key="k", http_client=httpx.Client(transport=transport)) as tmdb:
@@ -163,3 +151,4 @@ def test_the_sync_tmdb_client_is_collected_like_the_async_one() -> None:
     assert snapshot["tmdb"]["cache_hits"] == 1
     registry = CollectorRegistry()
     registry.register(SeerrperfCollector(tmdb=tmdb))  # accepted at registration
+    assert b"seerrperf_tmdb_upstream_calls_total 1.0" in generate_latest(registry)
