@@ -18,8 +18,9 @@ Everything is measured side by side in this one run:
 4. **The limiter.** 150 distinct ids at once through ``max_rps=50``.
 
 The limiter is set high (``max_rps=10,000``) in 2 and 3 so it does not decide
-the comparison. All clients use an httpx client with the same connection
-limits. Prints the figures and ratios; writes
+the comparison, and the timeout generous (60 s) so that a loaded machine
+cannot fail a run (it bounds each request, it does not speed it up). All
+clients use an httpx client with the same connection limits. Prints the figures and ratios; writes
 ``benchmarks/results/bench_tmdb.json``.
 
     make bench BENCH=benchmarks/bench_tmdb.py
@@ -49,6 +50,7 @@ from seerrperf.testing import FakeTmdb
 KEY = "bench-key"
 LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32)
 HIT_GOAL = 1.3
+BENCH_TIMEOUT = 60.0
 
 Lookup = Callable[[int], Awaitable[Any]]
 
@@ -215,12 +217,16 @@ async def run_async(args: argparse.Namespace, trace: list[int], fake: FakeTmdb) 
             await measure("(a) plain httpx, no cache", plain)
             await measure("(b) Seerr-style cache, no coalescing", seerr_style)
 
-        async with AsyncTmdbClient(api_key=KEY, base_url=base_url, max_rps=10_000) as tmdb:
+        async with AsyncTmdbClient(
+            api_key=KEY, base_url=base_url, max_rps=10_000, timeout=BENCH_TIMEOUT
+        ) as tmdb:
             await measure("(c) seerrperf AsyncTmdbClient", tmdb.get_movie)
 
         # The limiter on its own: 150 distinct ids, all at once, max_rps=50.
         fake.reset_counters()
-        async with AsyncTmdbClient(api_key=KEY, base_url=base_url, max_rps=50) as limited:
+        async with AsyncTmdbClient(
+            api_key=KEY, base_url=base_url, max_rps=50, timeout=BENCH_TIMEOUT
+        ) as limited:
             start = time.perf_counter()
             async with anyio.create_task_group() as tg:
                 for movie_id in range(1, 151):
@@ -280,7 +286,9 @@ def run_sync(args: argparse.Namespace, trace: list[int], fake: FakeTmdb) -> list
                 return response.json()
 
             measure(f"(a) plain httpx.Client, {args.threads} threads", plain)
-        with TmdbClient(api_key=KEY, base_url=base_url, max_rps=10_000) as tmdb:
+        with TmdbClient(
+            api_key=KEY, base_url=base_url, max_rps=10_000, timeout=BENCH_TIMEOUT
+        ) as tmdb:
             measure(f"(b) seerrperf TmdbClient, {args.threads} threads", tmdb.get_movie)
     return rows
 
