@@ -155,6 +155,20 @@ def cache(data: dict[str, Any]) -> str:
         "",
         table(["trace", "requests", "getRolling", "seerrperf", "fewer"], traces),
         "",
+    ]
+    if "scrape_us" in data:
+        scrape = data["scrape_us"]
+        out += [
+            "Scrapes (`collect_stats`, what `/metrics` and the debug route call), in "
+            "microseconds, by entries held: "
+            + ", ".join(f"{int(n):,}: {us:,.1f}" for n, us in scrape["collect_stats"].items())
+            + f" ({data['scrape_ratio']:.2f}x for 100,000 vs 10 entries; the exact "
+            'byte-size walk, `stats(sizes="exact")`, takes '
+            + ", ".join(f"{int(n):,}: {us:,.0f}" for n, us in scrape["exact_sizes"].items())
+            + ").",
+            "",
+        ]
+    out += [
         bar_chart(
             "bench_cache",
             "Hit path vs a bare cachetools lookup (lower is better)",

@@ -20,7 +20,7 @@ from seerrperf import async_check_database_health, async_pool_factory
 from seerrperf.testing import EmbeddedPostgres
 
 from .builds import compare_builds, load_media_app
-from .load import LoadPlan
+from .load import EXPECTED_STATUSES, LoadPlan
 from .report import format_table, results_table
 from .workload import pool_comparison
 
@@ -63,9 +63,18 @@ async def _app_section(dsn: str, quick: bool, say: Callable[[str], None]) -> int
     ):
         say(f"   {line}")
     if ours.duplicates or ours.errors:
+        unexpected = sorted(
+            (status, count)
+            for status, count in ours.statuses.items()
+            if status not in EXPECTED_STATUSES
+        )
+        detail = ", ".join(f"{count} x HTTP {status}" for status, count in unexpected)
+        transport = ours.errors - sum(count for _, count in unexpected)
+        if transport:
+            detail = ", ".join(filter(None, [detail, f"{transport} x no answer"]))
         say(
             f"   FAILED: the seerrperf build created {ours.duplicates} duplicate(s) "
-            f"and answered {ours.errors} request(s) with an error."
+            f"and answered {ours.errors} request(s) with an error ({detail or 'none'})."
         )
         return 1
     return 0

@@ -10,6 +10,8 @@ from ._batch import BatchLoader, BatchLoaderStats, batch_fetch
 from ._cache import CachedFunction, CacheManager, CacheStats, NamedCache, cached
 from ._errors import (
     CacheLoadAbortedError,
+    CacheLoadTimeout,
+    CacheOverloadedError,
     ConfigurationError,
     HeaderParseError,
     LockTimeout,
@@ -66,7 +68,9 @@ __all__ = [
     "BatchLoaderStats",
     "CacheControl",
     "CacheLoadAbortedError",
+    "CacheLoadTimeout",
     "CacheManager",
+    "CacheOverloadedError",
     "CacheStats",
     "CachedFunction",
     "ConfigurationError",

@@ -7,6 +7,8 @@
      +-- HeaderParseError (also ValueError)     a peer's header refused by a strict parser
      +-- LockTimeout (also TimeoutError)        a lock not acquired in time
      +-- CacheLoadAbortedError                  a shared cache load ended without a result
+     +-- CacheLoadTimeout (also TimeoutError)   a shared cache load ran past its load_timeout
+     +-- CacheOverloadedError                   a cache load refused: max_loading loads running
      +-- TmdbError                              TMDB gave no usable answer (.status, .path)
      |    +-- TmdbNotFound                        404
      |    +-- TmdbAuthError                       401/403
@@ -29,6 +31,8 @@ from __future__ import annotations
 
 __all__ = [
     "CacheLoadAbortedError",
+    "CacheLoadTimeout",
+    "CacheOverloadedError",
     "ConfigurationError",
     "EmbeddedPostgresError",
     "EmbeddedRedisError",
@@ -72,6 +76,25 @@ class CacheLoadAbortedError(SeerrperfError):
 
     Raised to the callers waiting for that load, never to the one whose
     ``BaseException`` (``KeyboardInterrupt``, event loop shutdown) ended it.
+    """
+
+
+class CacheLoadTimeout(SeerrperfError, TimeoutError):
+    """A shared cache load did not finish within its ``load_timeout``.
+
+    Raised to every caller waiting for that load (an async load is cancelled
+    at the deadline; a sync load keeps running in its thread, which cannot be
+    stopped, and its late result is not stored). The key is free at once: the
+    next caller starts a new load.
+    """
+
+
+class CacheOverloadedError(SeerrperfError):
+    """A cache refused to start a load because ``max_loading`` loads were running.
+
+    Raised at once, without waiting: so many loads at once usually means the
+    upstream hangs, and queueing behind it would only tie up more callers.
+    Inside a ``stale_if_error`` window the stale entry is served instead.
     """
 
 

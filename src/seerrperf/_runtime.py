@@ -10,6 +10,8 @@
 - :func:`percentile`: the one percentile used in statistics and reports.
 - :class:`LatencyHistogram`: durations as cumulative bucket counts (what a
   Prometheus histogram needs) plus a recent window for percentiles.
+- :func:`at_fork`: callbacks an object runs around ``os.fork`` (gunicorn
+  ``--preload``, multiprocessing's ``fork``), held by weak reference.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import bisect
 import collections
 import contextvars
 import math
+import os
 import threading
+import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -30,6 +34,7 @@ __all__ = [
     "HistogramSnapshot",
     "LatencyHistogram",
     "StartSpacer",
+    "at_fork",
     "current_loop",
     "current_task",
     "percentile",
@@ -221,3 +226,59 @@ class LatencyHistogram:
             running += count
             cumulative.append((bound, running))
         return HistogramSnapshot(tuple(cumulative), running, total, recent)
+
+
+_ForkHook: TypeAlias = Callable[[Any], None]
+
+# id(owner) -> (weak reference to the owner, before, after in parent, after in child).
+# A plain dict: copying it is one C call, safe while other threads register.
+_fork_hooks: dict[int, tuple[weakref.ref[Any], _ForkHook | None, _ForkHook | None, _ForkHook]] = {}
+
+
+def at_fork(
+    owner: object,
+    *,
+    before: _ForkHook | None = None,
+    after_in_parent: _ForkHook | None = None,
+    after_in_child: _ForkHook,
+) -> None:
+    """Call these functions with ``owner`` around every ``os.fork`` while ``owner`` lives.
+
+    For objects that hold locks or track threads and tasks: ``before`` runs in
+    the forking thread just before the fork (take the object's lock, so that
+    no other thread is inside its critical section when memory is copied),
+    ``after_in_parent`` right after it in the parent (release it), and
+    ``after_in_child`` in the child, where only the forking thread exists
+    (replace the locks, forget the threads and tasks of the parent). The
+    functions take the owner as their argument (pass ``Class.method``), so
+    the registration keeps no strong reference to it; it ends when the owner
+    is collected. ``before`` must not wait without a deadline.
+    """
+    key = id(owner)
+
+    def gone(_: weakref.ref[Any]) -> None:
+        _fork_hooks.pop(key, None)
+
+    _fork_hooks[key] = (weakref.ref(owner, gone), before, after_in_parent, after_in_child)
+
+
+def _run_fork_hooks(position: int) -> None:
+    error: Exception | None = None
+    for ref, *hooks in list(_fork_hooks.copy().values()):
+        owner = ref()
+        hook = hooks[position]
+        if owner is not None and hook is not None:
+            try:
+                hook(owner)
+            except Exception as exc:  # the other owners still get theirs
+                error = error or exc
+    if error is not None:
+        raise error  # reported by Python as an unraisable exception; the fork goes on
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(
+        before=lambda: _run_fork_hooks(0),
+        after_in_parent=lambda: _run_fork_hooks(1),
+        after_in_child=lambda: _run_fork_hooks(2),
+    )

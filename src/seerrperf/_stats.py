@@ -3,15 +3,16 @@
 The seed asks to watch pool usage, cache hit rates, API response times and
 external API call counts; :func:`collect_stats` gathers them in one dict and
 :mod:`seerrperf.prometheus` exports the same figures as metrics. A snapshot
-costs the same with 10 or 100,000 cache entries: the byte-size walk runs only
-when asked for (``sizes=True``).
+costs the same with 10 or 100,000 cache entries: byte sizes are the caches'
+running sums (each entry measured once, when stored); the walk over every
+entry runs only when asked for (``sizes="exact"``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -123,7 +124,7 @@ def upstream_latency(tmdb: Tmdb) -> HistogramSnapshot:
     return snapshot
 
 
-def _cache_row(cache: NamedCache, sizes: bool) -> dict[str, Any]:
+def _cache_row(cache: NamedCache, sizes: bool | Literal["exact"]) -> dict[str, Any]:
     row = cache.stats(sizes=sizes).as_dict()
     if not sizes:
         # Not computed: a 0 here would read as "no memory held".
@@ -138,7 +139,7 @@ def collect_stats(
     caches: Caches | None = None,
     tmdb: Tmdb | None = None,
     locks: Lock | Mapping[str, Lock] | None = None,
-    sizes: bool = False,
+    sizes: bool | Literal["exact"] = True,
 ) -> dict[str, Any]:
     """Return one JSON-ready snapshot of pool, caches, TMDB client and locks.
 
@@ -147,18 +148,19 @@ def collect_stats(
             waiting requests, wait times, errors.
         caches: A :class:`CacheManager`, a mapping of names to
             :class:`NamedCache`, or caches: per-cache hits, misses, hit rate,
-            keys (and byte sizes with ``sizes=True``).
+            keys, byte sizes.
         tmdb: A :class:`TmdbClient` or :class:`AsyncTmdbClient`: requests,
-            upstream calls, cache hits,
-            coalesced waiters, retries, 429s, errors, latency p50/p95.
+            upstream calls, cache hits, coalesced waiters, retries, 429s,
+            errors, latency p50/p95.
         locks: A lock -- any seerrperf lock, or an object of your own whose
             ``stats()`` returns something with ``as_dict()`` -- or a mapping
             of names to locks: held keys, waiting tasks, contention, timeouts.
-        sizes: Also walk every cache entry for ``key_bytes`` and
-            ``value_bytes`` (time proportional to the cached data: for a
-            debug page, not for every scrape). Without it the two fields
-            are left out, and the snapshot costs the same however many
-            entries the caches hold.
+        sizes: ``True``: ``key_bytes`` and ``value_bytes`` as each cache
+            keeps them (every entry measured once, when stored: O(1) here).
+            ``"exact"``: measured again now by walking every entry (time
+            proportional to the cached data: for a debug page, not for every
+            scrape; it sees values mutated after they were stored).
+            ``False``: the two fields are left out.
 
     Returns:
         ``{"collected_at": ISO time, "pool": ..., "caches": ..., "tmdb": ...,
@@ -176,7 +178,8 @@ def collect_stats(
         )
     if tmdb is not None:
         _validate.instance("tmdb", tmdb, BaseTmdbClient, "a TmdbClient or AsyncTmdbClient")
-    _validate.flag("sizes", sizes)
+    if sizes != "exact":
+        _validate.flag("sizes", sizes)
     named_caches = None if caches is None else _named_caches(caches)
     named_locks = None if locks is None else _named_locks(locks)
     snapshot: dict[str, Any] = {

@@ -12,6 +12,9 @@ import anyio.lowlevel
 import pytest
 
 from seerrperf import NamedCache, cached
+from seerrperf._cache.flight import THREADS, SingleFlight
+from seerrperf._cache.store import Store
+from seerrperf.testing import FakeClock
 
 _T = TypeVar("_T")
 
@@ -192,3 +195,18 @@ def join_refreshes(timeout: float = 10) -> None:
         if thread.name.startswith(REFRESH_THREAD):
             thread.join(timeout)
             assert not thread.is_alive()
+
+
+class Machine:
+    """A SingleFlight on its own store, recording how it recounts lookups."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.store = Store(10, clock)
+        self.recounts: list[bool] = []
+        self.lock = threading.Lock()
+        self.flights = SingleFlight("t", self.lock, self.store, 100, self.recounts.append)
+
+    def begin(
+        self, key: str = "k", owner: object = THREADS, swr: float = 0.0, timeout: float = 30.0
+    ) -> Any:
+        return self.flights.begin(key, owner, 10.0, swr, timeout, threading.Event)

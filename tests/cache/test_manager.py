@@ -21,12 +21,25 @@ def test_get_cache_returns_the_same_instance() -> None:
     assert (first.ttl, first.maxsize) == (21_600, 500)
     default = manager.get_cache("other")
     assert (default.ttl, default.maxsize) == (300, 10_000)
+    assert (default.load_timeout, default.max_loading) == (30, 10_000)
+    bounded = manager.get_cache("bounded", load_timeout=5, max_loading=20)
+    assert (bounded.load_timeout, bounded.max_loading) == (5, 20)
+    assert manager.get_cache("bounded", load_timeout=5.0, max_loading=20) is bounded
 
 
-@pytest.mark.parametrize("options", [{"ttl": 300}, {"maxsize": 10_000}, {"ttl": 60, "maxsize": 5}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"ttl": 300},
+        {"maxsize": 10_000},
+        {"ttl": 60, "maxsize": 5},
+        {"load_timeout": 30},
+        {"max_loading": 500},
+    ],
+)
 def test_get_cache_rejects_different_explicit_options(options: dict[str, Any]) -> None:
     manager = CacheManager()
-    manager.get_cache("tmdb", ttl=21_600, maxsize=500)
+    manager.get_cache("tmdb", ttl=21_600, maxsize=500, load_timeout=10, max_loading=400)
     with pytest.raises(ConfigurationError, match="already exists"):
         manager.get_cache("tmdb", **options)
 
@@ -38,6 +51,8 @@ def test_get_cache_rejects_different_explicit_options(options: dict[str, Any]) -
         ({"ttl": -1}, "ttl"),
         ({"maxsize": 0}, "maxsize"),
         ({"maxsize": "10"}, "maxsize"),
+        ({"load_timeout": 0}, "load_timeout"),
+        ({"max_loading": 0}, "max_loading"),
     ],
 )
 @pytest.mark.parametrize("exists", [False, True])

@@ -303,6 +303,8 @@ def test_stats_count_every_lookup_once(clock: FakeClock) -> None:
         "hit_rate",
         "key_bytes",
         "value_bytes",
+        "load_timeouts",
+        "loads_rejected",
     }
 
 
@@ -440,6 +442,12 @@ class CacheMatchesReferenceModel(RuleBasedStateMachine):
             self.misses,
             self.loads,
             self.evictions,
+        )
+        exact = self.cache.stats(sizes="exact")  # the running sums match a full walk
+        assert (stats.keys, stats.key_bytes, stats.value_bytes) == (
+            exact.keys,
+            exact.key_bytes,
+            exact.value_bytes,
         )
 
 

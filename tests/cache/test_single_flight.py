@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 
 from seerrperf import CacheLoadAbortedError, NamedCache
 from seerrperf._cache.flight import MISSING as NO_VALUE
-from seerrperf._cache.flight import THREADS, Flight, SingleFlight
-from seerrperf._cache.store import Store
+from seerrperf._cache.flight import Flight
 from seerrperf.testing import FakeClock
 from tests._support import SENTINEL
 
@@ -27,6 +26,7 @@ from ._twins import (
     MISSING,
     Api,
     Boom,
+    Machine,
     ObservedCache,
     all_loads_done,
     lock_is_free,
@@ -35,18 +35,6 @@ from ._twins import (
 )
 
 # -- the state machine --------------------------------------------------------
-
-
-class Machine:
-    """A SingleFlight on its own store, recording how it recounts lookups."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.store = Store(10, clock)
-        self.recounts: list[bool] = []
-        self.flights = SingleFlight("t", threading.Lock(), self.store, clock, self.recounts.append)
-
-    def begin(self, key: str = "k", owner: object = THREADS, swr: float = 0.0) -> Any:
-        return self.flights.begin(key, owner, 10.0, swr, threading.Event)
 
 
 def test_the_first_miss_leads_and_later_ones_of_the_same_owner_join(clock: FakeClock) -> None:
@@ -430,7 +418,10 @@ async def test_a_failing_refresh_is_logged_and_keeps_the_stale_entry(
         assert await get() == "v1"
         await anyio.wait_all_tasks_blocked()
         gc.collect()  # asyncio reports unretrieved task exceptions on collection
-        assert await get() == "v1"  # still stale; the failure allowed a new refresh
+        assert await get() == "v1"  # still stale, and the key backs off: no refresh
+        await anyio.wait_all_tasks_blocked()
+        clock.advance(1)  # the first backoff
+        assert await get() == "v1"  # still stale; this one starts the next refresh
         await anyio.wait_all_tasks_blocked()
     assert await get() == "v3"
     warnings = [r for r in caplog.records if r.name == "seerrperf.cache"]

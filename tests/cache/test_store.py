@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from seerrperf._cache.store import Store, approx_size
+from seerrperf._cache.store import Store, approx_size, measure
 from seerrperf.testing import FakeClock
 
 
@@ -40,7 +40,7 @@ def test_evictions_count_lru_removals_only(clock: FakeClock) -> None:
     store = Store(2, clock)
     store.put("a", 1, ttl=10)
     store.put("b", 2, ttl=10)
-    assert store["a"].value == 1  # a read through [] touches the LRU order
+    store.touch("a")  # as a hit does
     store.put("c", 3, ttl=10)
     assert keys(store) == ["a", "c"]
     assert store.evictions == 1
@@ -97,3 +97,62 @@ def test_approx_size_walks_builtin_containers_once_per_object() -> None:
     cycle: list[object] = []
     cycle.append(cycle)
     assert approx_size(cycle) == sys.getsizeof(cycle)
+
+
+def test_sizes_are_kept_as_running_sums_through_every_change(clock: FakeClock) -> None:
+    store = Store(2, clock)
+    store.keep_stale_for(5)
+
+    def sums() -> tuple[int, int]:
+        return store.key_bytes, store.value_bytes
+
+    def walked() -> tuple[int, int]:
+        return store.exact_sizes(store.snapshot())
+
+    store.put("a", [1, 2, 3], ttl=10)
+    assert sums() == measure("a", [1, 2, 3]) == walked()
+    store.put("a", "x" * 1_000, ttl=10)  # replaced
+    store.put("b", {"k": "v"}, ttl=1)
+    assert sums() == walked()
+    store.put("c", ("t",), ttl=10)  # evicts "a", the least recently used
+    assert store.evictions == 1
+    assert sums() == walked()
+    clock.advance(6)  # "b" is past its keep deadline (1 + 5)
+    store.expire()
+    assert len(store) == 1
+    assert sums() == measure("c", ("t",)) == walked()
+    store.discard("c")
+    assert sums() == (0, 0)
+    store.put("d", 1, ttl=10)
+    store.clear()
+    assert sums() == (0, 0)
+
+
+def test_the_expiry_heap_stays_bounded_when_one_key_is_stored_again_and_again(
+    clock: FakeClock,
+) -> None:
+    store = Store(10, clock)
+    for i in range(10_000):
+        store.put("k", i, ttl=1_000)
+    assert len(store) == 1
+    assert store.expire_backlog() <= 2 * len(store) + 64
+
+
+def test_repair_recomputes_the_sums_and_the_expiry_order(clock: FakeClock) -> None:
+    store = Store(10, clock)
+    store.put("a", "v" * 100, ttl=1)
+    store.put("b", "w", ttl=10)
+    store.key_bytes = store.value_bytes = -1  # as a copy made mid-update could be
+    store.repair()
+    assert (store.key_bytes, store.value_bytes) == store.exact_sizes(store.snapshot())
+    clock.advance(2)
+    store.expire()
+    assert [key for key, _ in store.snapshot()] == ["b"]
+
+
+def test_a_value_whose_size_cannot_be_read_counts_zero() -> None:
+    class Hostile:
+        def __sizeof__(self) -> int:
+            raise RuntimeError("no size")
+
+    assert approx_size([Hostile()]) == sys.getsizeof([None])

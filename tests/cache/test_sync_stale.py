@@ -116,7 +116,10 @@ def test_a_failing_refresh_is_logged_and_keeps_the_stale_entry(
         clock.advance(15)
         assert get() == "v1"
         join_refreshes()
-        assert get() == "v1"  # still stale; the failure allowed a new refresh
+        assert get() == "v1"  # still stale, and the key backs off: no refresh
+        join_refreshes()
+        clock.advance(1)  # the first backoff
+        assert get() == "v1"  # still stale; this one starts the next refresh
         join_refreshes()
     assert get() == "v3"
     warnings = [r for r in caplog.records if r.name == "seerrperf.cache"]

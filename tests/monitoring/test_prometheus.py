@@ -59,6 +59,8 @@ EXPECTED_FAMILIES = {
     "seerrperf_cache_evictions_total": "counter",
     "seerrperf_cache_loads_in_progress": "gauge",
     "seerrperf_cache_keys": "gauge",
+    "seerrperf_cache_key_bytes": "gauge",
+    "seerrperf_cache_value_bytes": "gauge",
     "seerrperf_cache_max_keys": "gauge",
     "seerrperf_tmdb_requests_total": "counter",
     "seerrperf_tmdb_upstream_calls_total": "counter",

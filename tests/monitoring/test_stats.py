@@ -59,17 +59,19 @@ async def test_one_snapshot_of_everything(postgres_dsn: str) -> None:
     await tmdb.aclose()
 
 
-def test_byte_sizes_only_when_asked_for() -> None:
+def test_byte_sizes_are_running_sums_and_exact_on_request() -> None:
     cache = NamedCache("c")
     cache.set("key", {"a": [1, 2, 3]})
-    quick = collect_stats(caches=cache)["caches"]["c"]
-    full = collect_stats(caches=cache, sizes=True)["caches"]["c"]
+    kept = collect_stats(caches=cache)["caches"]["c"]
+    exact = collect_stats(caches=cache, sizes="exact")["caches"]["c"]
+    left_out = collect_stats(caches=cache, sizes=False)["caches"]["c"]
+    assert kept["key_bytes"] > 0
+    assert kept["value_bytes"] > 0
+    assert (exact["key_bytes"], exact["value_bytes"]) == (kept["key_bytes"], kept["value_bytes"])
     # Not computed is left out rather than reported as 0 bytes.
-    assert "key_bytes" not in quick
-    assert "value_bytes" not in quick
-    assert quick["keys"] == 1
-    assert full["key_bytes"] > 0
-    assert full["value_bytes"] > 0
+    assert "key_bytes" not in left_out
+    assert "value_bytes" not in left_out
+    assert left_out["keys"] == 1
     with pytest.raises(ConfigurationError, match="sizes must be True or False"):
         collect_stats(caches=cache, sizes=1)  # type: ignore[arg-type]
 
@@ -101,8 +103,9 @@ def test_a_scrape_does_not_walk_the_entries() -> None:
         collect_stats(caches=cache)
     assert probe.measured == 0
     assert registry.get_sample_value("seerrperf_cache_keys", {"cache": "big"}) == entries
+    assert registry.get_sample_value("seerrperf_cache_value_bytes", {"cache": "big"})
     # The walk is still there on request, and the probe sees it.
-    collect_stats(caches=cache, sizes=True)
+    collect_stats(caches=cache, sizes="exact")
     assert probe.measured >= entries
 
 

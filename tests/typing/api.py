@@ -237,7 +237,7 @@ async def async_side() -> None:
         collect_stats(tmdb=client)
 
         snapshot: dict[str, Any] = collect_stats(pool=pool, caches=CacheManager(), locks=lock)
-        sized: dict[str, Any] = collect_stats(caches=CacheManager(), sizes=True)
+        sized: dict[str, Any] = collect_stats(caches=CacheManager(), sizes="exact")
         collector = SeerrperfCollector(pool=pool, tmdb=client)
         exporter = PrometheusExporter(pool=pool, flush_interval=None)
         fleet: bool = exporter.multiprocess

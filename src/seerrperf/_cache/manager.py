@@ -7,9 +7,16 @@ import time
 
 from seerrperf import _validate
 from seerrperf._errors import ConfigurationError
-from seerrperf._runtime import Clock
+from seerrperf._runtime import Clock, at_fork
 
-from .named import DEFAULT_MAXSIZE, DEFAULT_TTL, CacheStats, NamedCache, clock_argument
+from .named import (
+    DEFAULT_LOAD_TIMEOUT,
+    DEFAULT_MAXSIZE,
+    DEFAULT_TTL,
+    CacheStats,
+    NamedCache,
+    clock_argument,
+)
 
 __all__ = ["SEERR_TTLS", "CacheManager"]
 
@@ -49,6 +56,12 @@ class CacheManager:
         self._clock = clock_argument(clock, timer, stacklevel=2)
         self._lock = threading.Lock()
         self._caches: dict[str, NamedCache] = {}
+        at_fork(self, after_in_child=CacheManager._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        # The registry's critical sections never span a fork-sensitive step;
+        # a lock held by a parent thread at fork time must not stay held here.
+        self._lock = threading.Lock()
 
     @classmethod
     def seerr(
@@ -83,7 +96,13 @@ class CacheManager:
         return manager
 
     def get_cache(
-        self, name: str, *, ttl: float | None = None, maxsize: int | None = None
+        self,
+        name: str,
+        *,
+        ttl: float | None = None,
+        maxsize: int | None = None,
+        load_timeout: float | None = None,
+        max_loading: int | None = None,
     ) -> NamedCache:
         """Return the cache called ``name``, creating it on first use.
 
@@ -92,6 +111,10 @@ class CacheManager:
             ttl: Default time to live in seconds (300 when the cache is
                 created without one). Omit it to accept the existing cache's.
             maxsize: Bound on entries (10,000 when created without one).
+            load_timeout: Seconds a shared load may take (30 when created
+                without one).
+            max_loading: Most loads in progress at once (``maxsize`` when
+                created without one).
 
         Returns:
             The same :class:`NamedCache` instance for every call with ``name``.
@@ -104,6 +127,10 @@ class CacheManager:
             ttl = _validate.duration("ttl", ttl)
         if maxsize is not None:
             maxsize = _validate.count("maxsize", maxsize, minimum=1)
+        if load_timeout is not None:
+            load_timeout = _validate.duration("load_timeout", load_timeout, allow_zero=False)
+        if max_loading is not None:
+            max_loading = _validate.count("max_loading", max_loading, minimum=1)
         with self._lock:
             cache = self._caches.get(name)
             if cache is None:
@@ -112,12 +139,16 @@ class CacheManager:
                     ttl=DEFAULT_TTL if ttl is None else ttl,
                     maxsize=DEFAULT_MAXSIZE if maxsize is None else maxsize,
                     clock=self._clock,
+                    load_timeout=DEFAULT_LOAD_TIMEOUT if load_timeout is None else load_timeout,
+                    max_loading=max_loading,
                 )
                 self._caches[name] = cache
                 return cache
         for option, given, current in (
             ("ttl", ttl, cache.ttl),
             ("maxsize", maxsize, cache.maxsize),
+            ("load_timeout", load_timeout, cache.load_timeout),
+            ("max_loading", max_loading, cache.max_loading),
         ):
             if given is not None and given != current:
                 raise ConfigurationError(

@@ -23,23 +23,42 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import anyio
 
 from seerrperf import _validate
 from seerrperf._errors import ConfigurationError
-from seerrperf._runtime import Clock, current_loop, spawn_detached
+from seerrperf._runtime import Clock, at_fork, current_loop, spawn_detached
 
 from .flight import MISSING, THREADS, Flight, SingleFlight
-from .store import Store, approx_size
+from .store import Store, measure
 
-__all__ = ["DEFAULT_MAXSIZE", "DEFAULT_TTL", "CacheStats", "NamedCache", "clock_argument"]
+__all__ = [
+    "DEFAULT_LOAD_TIMEOUT",
+    "DEFAULT_MAXSIZE",
+    "DEFAULT_TTL",
+    "CacheStats",
+    "NamedCache",
+    "clock_argument",
+]
 
 _T = TypeVar("_T")
 
 DEFAULT_TTL = 300.0
 DEFAULT_MAXSIZE = 10_000
+_MAX_SECONDS = _validate.MAX_SECONDS
+
+FORK_LOCK_WAIT = 1.0
+"""Seconds a fork waits for each cache's lock (held only for microseconds normally)."""
+
+DEFAULT_LOAD_TIMEOUT = 30.0
+"""Seconds a shared load may take: the seed's query timeout, and gunicorn's worker timeout.
+
+A request that waited this long for one upstream answer has usually been
+given up by its client, its proxy or its worker manager already; anything
+longer only keeps the key blocked.
+"""
 
 
 def clock_argument(clock: Clock, timer: Clock | None, *, stacklevel: int) -> Clock:
@@ -68,9 +87,18 @@ def clock_argument(clock: Clock, timer: Clock | None, *, stacklevel: int) -> Clo
     return _validate.function("clock", clock)
 
 
-def _window(arg: str, value: float | None) -> float:
-    # None (no window) is the common case, on the hit path: answered without a call.
-    return 0.0 if value is None else _validate.duration(arg, value)
+def _load_timeout(value: object) -> float:
+    return _validate.duration("load_timeout", value, allow_zero=False)
+
+
+def _quick_seconds(value: object) -> bool:
+    """Whether ``value`` is an ``int`` or ``float`` in ``[0, MAX_SECONDS]`` (NaN is not)."""
+    return (type(value) is float or type(value) is int) and 0 <= value <= _MAX_SECONDS
+
+
+def _or(value: float | None, default: float) -> float:
+    """A checked argument as seconds, or ``default`` for ``None``."""
+    return default if value is None else float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +125,12 @@ class CacheStats:
             summed through builtin containers).
         value_bytes: Approximate memory held by the values, likewise.
         loading: Loader runs in progress now (a run whose key was set,
-            deleted or cleared meanwhile counts until it ends).
+            deleted or cleared meanwhile counts until it ends, and so does a
+            sync run past its ``load_timeout`` until its loader returns).
+        load_timeouts: Loads whose callers stopped waiting at the
+            ``load_timeout`` (also counted in ``load_errors``).
+        loads_rejected: Loads and refreshes not started because
+            ``max_loading`` runs were in progress.
     """
 
     name: str
@@ -113,6 +146,8 @@ class CacheStats:
     key_bytes: int
     value_bytes: int
     loading: int = 0
+    load_timeouts: int = 0
+    loads_rejected: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -131,6 +166,8 @@ class CacheStats:
             "coalesced": self.coalesced,
             "load_errors": self.load_errors,
             "loading": self.loading,
+            "load_timeouts": self.load_timeouts,
+            "loads_rejected": self.loads_rejected,
             "evictions": self.evictions,
             "keys": self.keys,
             "maxsize": self.maxsize,
@@ -151,13 +188,22 @@ class NamedCache:
         ttl: Default time to live of an entry, in seconds.
         maxsize: Most entries held; the least recently used goes first.
         clock: Monotonic clock returning seconds; pass a
-            :class:`seerrperf.testing.FakeClock` in tests.
+            :class:`seerrperf.testing.FakeClock` in tests. It decides
+            freshness, stale windows and refresh backoff; a reading that is
+            not a finite number raises :class:`ConfigurationError`.
         timer: Deprecated name of ``clock``.
+        load_timeout: Seconds a shared load may take before its callers get
+            :class:`CacheLoadTimeout` and the key is free for a new load
+            (real time, whatever ``clock`` is); each call may pass its own.
+        max_loading: Most loader runs in progress at once (distinct keys,
+            refreshes included); ``None`` means ``maxsize``. A load beyond it
+            fails at once with :class:`CacheOverloadedError`.
 
     Raises:
         ConfigurationError: ``name`` is not a non-empty printable string,
             ``ttl`` is not a finite number of seconds ``>= 0`` (at most ten
-            years), ``maxsize`` is not an integer ``>= 1``, ``clock`` is not
+            years), ``load_timeout`` not one ``> 0``, ``maxsize`` or
+            ``max_loading`` is not an integer ``>= 1``, ``clock`` is not
             callable, or both ``clock`` and ``timer`` are given.
     """
 
@@ -169,18 +215,34 @@ class NamedCache:
         maxsize: int = DEFAULT_MAXSIZE,
         clock: Clock = time.monotonic,
         timer: Clock | None = None,
+        load_timeout: float = DEFAULT_LOAD_TIMEOUT,
+        max_loading: int | None = None,
     ) -> None:
         self._name = _validate.name("name", name)
         self._ttl = _validate.duration("ttl", ttl)
         self._maxsize = _validate.count("maxsize", maxsize, minimum=1)
         self._clock = clock_argument(clock, timer, stacklevel=2)
+        self._load_timeout = _load_timeout(load_timeout)
+        self._max_loading = (
+            self._maxsize
+            if max_loading is None
+            else _validate.count("max_loading", max_loading, minimum=1)
+        )
         self._lock = threading.Lock()
         self._store = Store(self._maxsize, self._clock)
-        self._lookup = self._store.__getitem__  # bound once: cheaper on the hit path
+        self._find = self._store.find  # bound once: cheaper on the hit path
+        self._touch = self._store.touch
         self._flights = SingleFlight(
-            self._name, self._lock, self._store, self._clock, self._recount
+            self._name, self._lock, self._store, self._max_loading, self._recount
         )
         self._tasks: set[asyncio.Task[None]] = set()  # strong refs to asyncio loads
+        self._held_for_fork = False
+        at_fork(
+            self,
+            before=NamedCache._before_fork,
+            after_in_parent=NamedCache._after_fork_in_parent,
+            after_in_child=NamedCache._after_fork_in_child,
+        )
         self._hits = self._misses = self._stale_hits = 0
 
     def __repr__(self) -> str:
@@ -201,6 +263,16 @@ class NamedCache:
         """Most entries held at once."""
         return self._maxsize
 
+    @property
+    def load_timeout(self) -> float:
+        """Default seconds a shared load may take before its callers stop waiting."""
+        return self._load_timeout
+
+    @property
+    def max_loading(self) -> int:
+        """Most loader runs in progress at once."""
+        return self._max_loading
+
     # -- plain access -------------------------------------------------------
 
     def get(self, key: Hashable, default: Any = None) -> Any:
@@ -213,22 +285,24 @@ class NamedCache:
         Returns:
             The cached value (which may be ``None`` or falsy), or ``default``.
         """
-        # The hit path: acquire()/release() costs half of `with lock:` (no argument parsing).
-        self._lock.acquire()
+        # The hit path, kept to C calls: one dict lookup, one clock read, one LRU
+        # move, and acquire()/release(), which cost less than `with lock:`.
+        lock = self._lock
+        lock.acquire()
         try:
-            try:
-                entry = self._lookup(key)  # touches the LRU order
-            except KeyError:
-                self._misses += 1
-                return default
-            # When nothing is kept past expiry, cachetools has just checked freshness.
-            if entry.keep_until == entry.fresh_until or self._clock() < entry.fresh_until:
+            entry = self._find(key)
+            if entry is not None and self._clock() < entry.fresh_until:
+                self._touch(key)
                 self._hits += 1
                 return entry.value
             self._misses += 1
+            self._store.now()  # a clock reading NaN makes every lookup miss: refuse it loudly
             return default
+        except TypeError:
+            self._store.now()  # a clock reading that is not a number is named as such...
+            raise  # ...otherwise the key was unhashable
         finally:
-            self._lock.release()
+            lock.release()
 
     def set(self, key: Hashable, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` under ``key``.
@@ -246,9 +320,10 @@ class NamedCache:
             ConfigurationError: ``ttl`` is not a finite number of seconds ``>= 0``.
         """
         ttl = self._entry_ttl(ttl)
+        sizes = measure(key, value) if ttl else (0, 0)  # outside the lock
         with self._lock:
             self._flights.forget(key)
-            self._store.put(key, value, ttl)
+            self._store.put(key, value, ttl, sizes)
 
     def delete(self, key: Hashable) -> None:
         """Remove ``key``; a load running for it will not store its result.
@@ -284,36 +359,49 @@ class NamedCache:
     def __contains__(self, key: object) -> bool:
         """Return whether a fresh entry exists for ``key`` (counts no lookup)."""
         with self._lock:
-            entry = self._store.peek(key)
+            entry = self._find(key)
             return entry is not None and self._clock() < entry.fresh_until
 
     def __len__(self) -> int:
         """Return the number of entries held, fresh or kept for a stale window."""
         with self._lock:
+            self._store.expire()
             return len(self._store)
 
-    def stats(self, *, sizes: bool = True) -> CacheStats:
-        """Return a snapshot of the counters and approximate memory use.
+    def stats(self, *, sizes: bool | Literal["exact"] = True) -> CacheStats:
+        """Return a snapshot of the counters and approximate memory use, in O(1).
 
         Args:
-            sizes: Compute ``key_bytes`` and ``value_bytes``. They are computed
-                here, outside the lock and never on the hit path, but take time
-                proportional to the cached data (hundreds of milliseconds for
-                thousands of large JSON documents); ``False`` skips them and
-                reports 0, for frequent polling.
+            sizes: ``True``: ``key_bytes`` and ``value_bytes`` as kept since
+                each entry was stored (measured once, at store time; O(1)
+                here). ``"exact"``: measured again now by walking every entry
+                (outside the lock, in time proportional to the cached data:
+                for values mutated after they were stored). ``False``: both
+                reported as 0, as before.
 
         Raises:
-            ConfigurationError: ``sizes`` is not ``True`` or ``False``.
+            ConfigurationError: ``sizes`` is not ``True``, ``False`` or ``"exact"``.
         """
-        _validate.flag("sizes", sizes)
+        if not isinstance(sizes, bool) and sizes != "exact":
+            raise ConfigurationError(
+                f"sizes must be True, False or 'exact', got {_validate.shown(sizes)}"
+            )
         flights = self._flights
+        store = self._store
         with self._lock:
-            entries = self._store.snapshot() if sizes else []
-            keys = len(entries) if sizes else len(self._store)
+            store.expire()  # amortised O(1): each entry expires once
+            keys = len(store)
+            key_bytes, value_bytes = store.key_bytes, store.value_bytes
+            entries = store.snapshot() if sizes == "exact" else None
             hits, misses, stale_hits = self._hits, self._misses, self._stale_hits
             loads, coalesced = flights.loads, flights.coalesced
             load_errors, loading = flights.load_errors, flights.running
-            evictions = self._store.evictions
+            load_timeouts, rejected = flights.load_timeouts, flights.rejected
+            evictions = store.evictions
+        if entries is not None:
+            key_bytes, value_bytes = store.exact_sizes(entries)
+        elif not sizes:
+            key_bytes = value_bytes = 0
         return CacheStats(
             name=self._name,
             hits=hits,
@@ -325,9 +413,11 @@ class NamedCache:
             evictions=evictions,
             keys=keys,
             maxsize=self._maxsize,
-            key_bytes=sum(approx_size(key) for key, _ in entries),
-            value_bytes=sum(approx_size(entry.value) for _, entry in entries),
+            key_bytes=key_bytes,
+            value_bytes=value_bytes,
             loading=loading,
+            load_timeouts=load_timeouts,
+            loads_rejected=rejected,
         )
 
     # -- loading ------------------------------------------------------------
@@ -340,6 +430,7 @@ class NamedCache:
         *,
         stale_while_revalidate: float | None = None,
         stale_if_error: float | None = None,
+        load_timeout: float | None = None,
     ) -> _T:
         """Return the fresh value for ``key``, calling ``loader`` on a miss.
 
@@ -352,6 +443,13 @@ class NamedCache:
         (in a copy of the caller's ``contextvars`` context), so the thread
         that found the stale entry never waits for it.
 
+        The loader runs in the thread of the first caller, which waits for it
+        however long it takes (a thread cannot be stopped from outside). The
+        other callers wait at most until the load's ``load_timeout``: then
+        they get :class:`CacheLoadTimeout` (or the stale value inside the
+        stale-if-error window), the key is free for a new load, and the late
+        result is returned to its own thread only, never stored.
+
         Args:
             key: A hashable key.
             loader: Called without arguments to produce the value.
@@ -363,26 +461,41 @@ class NamedCache:
                 entry.
             stale_if_error: Seconds after expiry during which a failed load
                 returns the stale value instead of raising.
+            load_timeout: Seconds the load this call starts may take; ``None``
+                uses the cache's. A call that joins a running load waits
+                until that load's deadline.
 
         Returns:
             The cached, stale or loaded value.
 
         Raises:
             ConfigurationError: ``ttl`` or a window is not a finite number of
-                seconds ``>= 0``, ``loader`` is not callable (checked on a
-                miss), or ``loader`` returned an awaitable (use
-                :meth:`aget_or_set`).
+                seconds ``>= 0``, ``load_timeout`` not one ``> 0``, ``loader``
+                is not callable (checked on a miss), ``loader`` returned an
+                awaitable (use :meth:`aget_or_set`), or the cache's clock
+                returned something that is not a finite number.
+            CacheLoadTimeout: The shared load ran past its deadline.
+            CacheOverloadedError: ``max_loading`` loads were in progress.
             CacheLoadAbortedError: The shared loader run was interrupted by a
                 ``BaseException`` in the thread running it.
             Exception: Whatever ``loader`` raised, outside the stale-if-error window.
         """
-        ttl = self._entry_ttl(ttl)
-        swr, sie = self._windows(stale_while_revalidate, stale_if_error)
+        # One chain of `is` for the common call that passes none of them.
+        if not (ttl is stale_while_revalidate is stale_if_error is load_timeout is None):
+            self._check_call(ttl, stale_while_revalidate, stale_if_error, load_timeout)
         value = self.get(key, MISSING)
         if value is not MISSING:
             return cast(_T, value)
         _validate.function("loader", loader)
-        value, flight, leader = self._flights.begin(key, THREADS, ttl, swr, threading.Event)
+        sie = _or(stale_if_error, 0.0)
+        value, flight, leader = self._flights.begin(
+            key,
+            THREADS,
+            _or(ttl, self._ttl),
+            _or(stale_while_revalidate, 0.0),
+            _or(load_timeout, self._load_timeout),
+            threading.Event,
+        )
         if value is not MISSING:
             if leader:  # a stale hit that starts the key's one refresh
                 assert flight is not None
@@ -391,7 +504,8 @@ class NamedCache:
         assert flight is not None
         if leader:
             return self._load(flight, loader, sie)
-        flight.done.wait()
+        if not flight.done.wait(flight.remaining()):
+            self._flights.time_out(flight, run_ended=False)
         return cast(_T, self._flights.outcome(flight, sie))
 
     async def aget_or_set(
@@ -402,6 +516,7 @@ class NamedCache:
         *,
         stale_while_revalidate: float | None = None,
         stale_if_error: float | None = None,
+        load_timeout: float | None = None,
     ) -> _T:
         """Return the fresh value for ``key``, awaiting ``loader()`` on a miss.
 
@@ -414,6 +529,10 @@ class NamedCache:
         An entry is kept after it expires for the longest stale window ever
         requested from this cache, so it can be served stale.
 
+        A load still running at its ``load_timeout`` is cancelled; its callers
+        get :class:`CacheLoadTimeout` (or the stale value inside the
+        stale-if-error window) and the key is free for a new load.
+
         Args:
             key: A hashable key.
             loader: Called without arguments; its awaitable produces the value.
@@ -424,49 +543,113 @@ class NamedCache:
                 it. A failed refresh is logged and keeps the stale entry.
             stale_if_error: Seconds after expiry during which a failed load
                 returns the stale value instead of raising.
+            load_timeout: Seconds the load this call starts may take; ``None``
+                uses the cache's. A call that joins a running load waits
+                until that load's deadline.
 
         Returns:
             The cached, stale or loaded value.
 
         Raises:
             ConfigurationError: ``ttl`` or a window is not a finite number of
-                seconds ``>= 0``, or ``loader`` is not callable (checked on a
-                miss).
+                seconds ``>= 0``, ``load_timeout`` not one ``> 0``, ``loader``
+                is not callable (checked on a miss), or the cache's clock
+                returned something that is not a finite number.
+            CacheLoadTimeout: The shared load ran past its deadline.
+            CacheOverloadedError: ``max_loading`` loads were in progress.
             CacheLoadAbortedError: The shared load was cancelled (its event
                 loop is shutting down) before it finished.
             Exception: Whatever ``loader`` raised, outside the stale-if-error window.
         """
-        ttl = self._entry_ttl(ttl)
-        swr, sie = self._windows(stale_while_revalidate, stale_if_error)
+        # One chain of `is` for the common call that passes none of them.
+        if not (ttl is stale_while_revalidate is stale_if_error is load_timeout is None):
+            self._check_call(ttl, stale_while_revalidate, stale_if_error, load_timeout)
         value = self.get(key, MISSING)
         if value is not MISSING:
             return cast(_T, value)
         _validate.function("loader", loader)
-        value, flight, leader = self._flights.begin(key, current_loop(), ttl, swr, anyio.Event)
+        sie = _or(stale_if_error, 0.0)
+        value, flight, leader = self._flights.begin(
+            key,
+            current_loop(),
+            _or(ttl, self._ttl),
+            _or(stale_while_revalidate, 0.0),
+            _or(load_timeout, self._load_timeout),
+            anyio.Event,
+        )
         if leader:
             assert flight is not None
             self._spawn(flight, loader)
         if value is not MISSING:
             return cast(_T, value)
         assert flight is not None
-        await flight.done.wait()
+        # The load task cancels itself at the deadline; this bounds the wait
+        # even for a loader that ignores cancellation.
+        if not flight.done.is_set():
+            with anyio.move_on_after(flight.remaining()):
+                await flight.done.wait()
+            if not flight.done.is_set():
+                self._flights.time_out(flight, run_ended=False)
         return cast(_T, self._flights.outcome(flight, sie))
+
+    # -- fork safety ------------------------------------------------------------
+
+    def _before_fork(self) -> None:
+        # No other thread is then inside a critical section while memory is
+        # copied, so the child's copy of the entries is consistent. Bounded: a
+        # lock held longer is left alone, and the child gets a new one anyway.
+        self._held_for_fork = self._lock.acquire(timeout=FORK_LOCK_WAIT)
+
+    def _after_fork_in_parent(self) -> None:
+        if self._held_for_fork:
+            self._held_for_fork = False
+            self._lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        # The entries are valid copies and stay. The lock (maybe held by a
+        # thread that does not exist here), the loads in flight (their threads
+        # and tasks stayed in the parent) and their waiters start afresh, so
+        # no caller in the child joins a load that will never end.
+        if not self._held_for_fork:  # a thread may have been mid-update: rebuild the sums
+            self._store.repair()
+        self._held_for_fork = False
+        self._lock = threading.Lock()
+        self._flights.reset(self._lock)
+        self._tasks = set()
 
     # -- how each path counts, runs and starts a load -------------------------
 
     def _entry_ttl(self, ttl: float | None) -> float:
         return self._ttl if ttl is None else _validate.duration("ttl", ttl)
 
-    def _windows(
-        self, stale_while_revalidate: float | None, stale_if_error: float | None
-    ) -> tuple[float, float]:
-        """Check both stale windows and keep entries long enough for them."""
-        swr = _window("stale_while_revalidate", stale_while_revalidate)
-        sie = _window("stale_if_error", stale_if_error)
-        if max(swr, sie) > self._store.stale_window:
+    def _check_call(
+        self,
+        ttl: object,
+        stale_while_revalidate: object,
+        stale_if_error: object,
+        load_timeout: object,
+    ) -> None:
+        """Check a loading call's arguments, and keep entries for its stale windows.
+
+        On every call, hits included: a valid number costs two comparisons
+        here; anything else goes to :mod:`seerrperf._validate` for its message.
+        """
+        if ttl is not None and not _quick_seconds(ttl):
+            _validate.duration("ttl", ttl)
+        window = 0.0
+        for arg, value in (
+            ("stale_while_revalidate", stale_while_revalidate),
+            ("stale_if_error", stale_if_error),
+        ):
+            if value is not None:
+                if not _quick_seconds(value):
+                    _validate.duration(arg, value)
+                window = max(window, float(value))  # type: ignore[arg-type]
+        if load_timeout is not None and not (_quick_seconds(load_timeout) and load_timeout):
+            _load_timeout(load_timeout)
+        if window > self._store.stale_window:
             with self._lock:
-                self._store.keep_stale_for(max(swr, sie))
-        return swr, sie
+                self._store.keep_stale_for(window)
 
     def _recount(self, stale: bool) -> None:
         """Count a lookup that missed as answered after all. Called with the lock held."""
@@ -490,6 +673,8 @@ class NamedCache:
                 )
         except Exception as exc:
             self._flights.fail(flight, exc)
+            if flight.error is not exc:  # answered at its deadline: this thread gets its own error
+                raise
             return cast(_T, self._flights.outcome(flight, stale_if_error))
         except BaseException as exc:  # an interrupt: re-raised here, the waiters are told
             self._flights.fail(flight, exc)
@@ -521,7 +706,11 @@ class NamedCache:
         self, flight: Flight[anyio.Event], loader: Callable[[], Awaitable[Any]]
     ) -> None:
         try:
-            value = await loader()
+            with anyio.move_on_after(flight.remaining()) as deadline:
+                value = await loader()
+            if deadline.cancelled_caught:
+                self._flights.time_out(flight, run_ended=True)
+                return
         except Exception as exc:  # handed to the waiters; a detached task must not raise it
             self._flights.fail(flight, exc)
             return

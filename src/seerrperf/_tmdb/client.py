@@ -42,7 +42,7 @@ from seerrperf import _validate
 from seerrperf._batch import batch_fetch
 from seerrperf._cache import NamedCache
 from seerrperf._errors import SeerrperfError, TmdbNotFound, TmdbResponseError
-from seerrperf._runtime import Clock, percentile
+from seerrperf._runtime import Clock, at_fork, percentile
 
 from . import endpoints
 from .body import DEFAULT_MAX_BODY_BYTES
@@ -61,7 +61,6 @@ from .transport import (
     AsyncTransport,
     BaseTransport,
     Transport,
-    after_fork_in_child,
 )
 
 __all__ = [
@@ -261,7 +260,7 @@ class BaseTmdbClient(Generic[_One, _Many, _Text]):
         self._requests = 0
         self._not_found_answers = 0
         self._not_found_loads = 0
-        after_fork_in_child(self)
+        at_fork(self, after_in_child=BaseTmdbClient._after_fork_in_child)
 
     def __repr__(self) -> str:
         credentials = self._transport.credentials

@@ -27,6 +27,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import math
+import operator
 import os
 import random
 import threading
@@ -35,7 +36,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 from urllib.parse import quote
 
 import anyio
@@ -52,7 +53,7 @@ from seerrperf._errors import (
     TmdbUnavailable,
 )
 from seerrperf._redact import redact
-from seerrperf._runtime import Clock, LatencyHistogram, StartSpacer
+from seerrperf._runtime import Clock, LatencyHistogram, StartSpacer, at_fork
 
 from .body import (
     ACCEPT_ENCODING,
@@ -77,7 +78,6 @@ __all__ = [
     "Send",
     "Throttle",
     "Transport",
-    "after_fork_in_child",
 ]
 
 logger = logging.getLogger("seerrperf.tmdb")
@@ -93,37 +93,15 @@ _MESSAGE_LIMIT: Final = 300
 
 # --- fork safety --------------------------------------------------------------------------
 
-
-class _ForkAware(Protocol):
-    def _after_fork_in_child(self) -> None: ...
-
-
-_FORK_AWARE: Final[weakref.WeakSet[_ForkAware]] = weakref.WeakSet()
-
-
-def after_fork_in_child(obj: _ForkAware) -> None:
-    """Call ``obj._after_fork_in_child()`` in every child forked from now on.
-
-    One ``os.register_at_fork`` hook for the process, holding the objects
-    weakly (a dropped client leaves nothing behind). It runs in the child
-    right after ``fork()``, while only the forking thread exists: there a
-    lock another thread held at the fork would stay locked forever, and a
-    socket would be shared with the parent, so each object replaces them.
-    """
-    _FORK_AWARE.add(obj)
-
-
-def _reset_in_child() -> None:
-    for obj in list(_FORK_AWARE):
-        obj._after_fork_in_child()
-
+# Each object renews what a fork breaks through seerrperf._runtime.at_fork, in
+# the child, where only the forking thread exists: a lock another thread held
+# at the fork would stay locked forever, and a socket would be the parent's.
+# methodcaller: a subclass's override runs, and no strong reference is kept.
+_AFTER_FORK: Final = operator.methodcaller("_after_fork_in_child")
 
 # HTTP clients a child inherited: kept referenced and never closed, since
 # closing (or garbage-collecting) them could touch sockets the parent still uses.
 _INHERITED: Final[list[object]] = []
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
-    os.register_at_fork(after_in_child=_reset_in_child)
 
 
 # --- credentials and log masking --------------------------------------------------------
@@ -207,7 +185,7 @@ class _SecretLogFilter(logging.Filter):
 
 
 _LOG_FILTER: Final = _SecretLogFilter()
-after_fork_in_child(_LOG_FILTER)
+at_fork(_LOG_FILTER, after_in_child=_AFTER_FORK)
 
 
 # --- the throttle -------------------------------------------------------------------------
@@ -238,7 +216,7 @@ class Throttle:
         self._spacer = StartSpacer(max_rps, clock) if max_rps is not None else None
         self._paused_until = -math.inf
         self._lock = threading.Lock()
-        after_fork_in_child(self)
+        at_fork(self, after_in_child=_AFTER_FORK)
 
     def pause_left(self) -> float:
         """Seconds left of the current 429 pause (0 when there is none)."""
@@ -612,7 +590,7 @@ class BaseTransport(Generic[_HttpT]):
         self._lock = threading.Lock()
         self._zero_counters()
         _LOG_FILTER.register(self.credentials)
-        after_fork_in_child(self)
+        at_fork(self, after_in_child=_AFTER_FORK)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.base_url} {self.credentials.kind}=***>"
