@@ -55,6 +55,7 @@ class KeyRecordingCache(NamedCache):
         *,
         stale_while_revalidate: float | None = None,
         stale_if_error: float | None = None,
+        load_timeout: float | None = None,
     ) -> _T:
         self.keys.append(key)
         return await super().aget_or_set(
@@ -63,6 +64,7 @@ class KeyRecordingCache(NamedCache):
             ttl,
             stale_while_revalidate=stale_while_revalidate,
             stale_if_error=stale_if_error,
+            load_timeout=load_timeout,
         )
 
 

@@ -295,6 +295,19 @@ def test_a_429_pause_longer_than_what_is_left_gives_up_before_waiting() -> None:
     assert isinstance(refused, Raise)
     assert isinstance(refused.error, TmdbRateLimited)
     assert "wait 30.0 s, more than the 5.0 s left" in str(refused.error)
+    # What a web integration sends as Retry-After when it answers the outage.
+    assert decision.error.retry_after == 30.0
+    assert refused.error.retry_after == pytest.approx(30.0)
+
+
+def test_a_5xx_carries_its_retry_after_and_other_errors_none() -> None:
+    transport = base(max_retries=0)
+    [unavailable] = answer(transport, (503, {"Retry-After": "12"}, b""))
+    [bare] = answer(transport, (502, {}, b""))
+    [missing] = answer(transport, (404, {"Retry-After": "12"}, b""))
+    assert unavailable.error.retry_after == 12.0
+    assert bare.error.retry_after is None
+    assert missing.error.retry_after is None
 
 
 def test_a_pause_within_the_budget_is_waited_once_then_the_slot_is_taken() -> None:

@@ -352,17 +352,17 @@ class Exchange:
         self._paused = False
         if pause > 0:
             if pause >= left:
-                return self._give_up(
-                    self._last
-                    or TmdbRateLimited(
-                        self._describe(
-                            f"TMDB asked every request to wait {pause:.1f} s, more than "
-                            f"the {left:.1f} s left of the timeout"
-                        ),
-                        status=None,
-                        path=self.path,
-                    )
+                paused = self._last or TmdbRateLimited(
+                    self._describe(
+                        f"TMDB asked every request to wait {pause:.1f} s, more than "
+                        f"the {left:.1f} s left of the timeout"
+                    ),
+                    status=None,
+                    path=self.path,
                 )
+                if paused.retry_after is None:
+                    paused.retry_after = pause
+                return self._give_up(paused)
             self._paused = True
             return Retry(pause)
         wait = throttle.reserve()
@@ -437,8 +437,10 @@ class Exchange:
                 pause = min(wait, transport.max_retry_after)
                 transport.throttle.pause(pause)
                 delay = 0.0
+                error.retry_after = wait  # what TMDB asked for, for a 503's Retry-After
         elif status >= 500:
             error = TmdbUnavailable(message, status=status, path=self.path)
+            error.retry_after = retry_after_seconds(_header(headers, "retry-after"))
         else:
             error = TmdbResponseError(message, status=status, path=self.path)
         if not isinstance(error, TmdbRateLimited | TmdbUnavailable):
