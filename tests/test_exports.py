@@ -10,6 +10,7 @@ import seerrperf.testing
 EXPECTED = {
     "AsyncLock",
     "AsyncPgAdvisoryLock",
+    "AsyncTmdbClient",
     "BatchLoader",
     "BatchLoaderStats",
     "CacheControl",

@@ -65,7 +65,7 @@ from ._redis import (
     check_redis_health,
 )
 from ._stats import collect_stats
-from ._tmdb import TmdbClient, TmdbStats, TtlPolicy, image_url
+from ._tmdb import AsyncTmdbClient, TmdbClient, TmdbStats, TtlPolicy, image_url
 
 if TYPE_CHECKING:
     LockStatistics = LockStats  # deprecated alias, see __getattr__
@@ -82,6 +82,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 __all__ = [
     "AsyncLock",
     "AsyncPgAdvisoryLock",
+    "AsyncTmdbClient",
     "BatchLoader",
     "BatchLoaderStats",
     "CacheControl",

@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from seerrperf import (
     AsyncLock,
     AsyncPgAdvisoryLock,
+    AsyncTmdbClient,
     BatchLoader,
     CacheControl,
     CacheManager,
@@ -237,14 +238,19 @@ async def async_side() -> None:
         fake = FakeTmdb(api_key="k", latency=0.01)
         async with (
             fake.serve() as base_url,
-            TmdbClient(api_key="k", base_url=base_url, cache=cache) as tmdb,
+            AsyncTmdbClient(api_key="k", base_url=base_url, cache=cache) as tmdb,
         ):
             details: dict[str, Any] = await tmdb.get_movie(603)
             batch: list[dict[str, Any] | None] = await tmdb.get_movies([603, 604])
             tmdb_stats: TmdbStats = tmdb.stats()
-            del details, batch, tmdb_stats
-        client = TmdbClient(
-            access_token="t", http_client=httpx.AsyncClient(transport=fake.transport())
+            root: str = await tmdb.image_base_url()
+            poster: str = image_url("/a.jpg", "w342", base_url=root)
+            del details, batch, tmdb_stats, poster
+        client = AsyncTmdbClient(
+            access_token="t",
+            http_client=httpx.AsyncClient(transport=fake.transport()),
+            timeout=5.0,
+            max_body_bytes=4 << 20,
         )
         try:
             await client.get_tv(1399)
@@ -252,6 +258,16 @@ async def async_side() -> None:
             missing: int | None = exc.status
             del missing
         await client.aclose()
+        with (
+            fake.serve_in_thread() as sync_base_url,
+            TmdbClient(api_key="k", base_url=sync_base_url, timeout=2.0) as sync_tmdb,
+        ):
+            sync_movie: dict[str, Any] = sync_tmdb.get_movie(603)
+            sync_batch: list[dict[str, Any] | None] = sync_tmdb.get_movies([1, 2], concurrency=2)
+            sync_root: str = sync_tmdb.image_base_url()
+            sync_stats: TmdbStats = sync_tmdb.stats()
+            del sync_movie, sync_batch, sync_root, sync_stats
+        collect_stats(tmdb=client)
 
         snapshot: dict[str, Any] = collect_stats(pool=pool, caches=CacheManager(), locks=lock)
         sized: dict[str, Any] = collect_stats(caches=CacheManager(), sizes="exact")
