@@ -15,6 +15,10 @@ __all__ = ["KEY_TYPES", "encode_key", "frame"]
 KEY_TYPES = "str, int, bytes, bool, None or a tuple of those"
 """What :func:`encode_key` accepts, as messages name it."""
 
+MAX_DEPTH = 32
+"""How deeply tuples may nest in a key: far more than any real key, far less
+than Python's recursion limit."""
+
 
 def frame(tag: bytes, payload: bytes) -> bytes:
     """``payload`` behind a one-byte ``tag`` and its length.
@@ -25,7 +29,7 @@ def frame(tag: bytes, payload: bytes) -> bytes:
     return tag + str(len(payload)).encode() + b":" + payload
 
 
-def encode_key(key: object, purpose: str) -> bytes:
+def encode_key(key: object, purpose: str, _depth: int = 0) -> bytes:
     """Return the canonical bytes of ``key``.
 
     ``True`` and ``1`` (equal in Python) encode differently, as do ``"a"``
@@ -51,7 +55,11 @@ def encode_key(key: object, purpose: str) -> bytes:
     if isinstance(key, bytes):
         return frame(b"b", bytes(key))
     if isinstance(key, tuple):
-        return frame(b"t", b"".join(encode_key(item, purpose) for item in key))
+        if _depth >= MAX_DEPTH:
+            raise ConfigurationError(
+                f"key must nest tuples at most {MAX_DEPTH} deep ({purpose} is hashed recursively)"
+            )
+        return frame(b"t", b"".join(encode_key(item, purpose, _depth + 1) for item in key))
     raise ConfigurationError(
         f"key must be {KEY_TYPES}, got {type(key).__name__} "
         f"({purpose} must hash the same in every process)"
