@@ -241,37 +241,137 @@ def tmdb(data: dict[str, Any]) -> str:
     rows = data["rows"]
     params = data["params"]
     lim = data["limiter"]
-    return "\n".join(
-        [
-            "## TMDB client (`bench_tmdb.py`)",
+    hits = data.get("hit_path_ns", {})
+    ratios = data.get("hit_ratios", {})
+    sync_rows = data.get("sync_rows", [])
+    out = [
+        "## TMDB client (`bench_tmdb.py`)",
+        "",
+    ]
+    if hits:
+        out += [
+            f"A cache hit, in nanoseconds per call (best of {params.get('rounds', '?')} "
+            "interleaved rounds), against the bare cache call on the same key with the same "
+            "TTL and stale windows; each ratio is the median of the per-round ratios "
+            f"(goal: within {data.get('hit_goal', 1.3)}x):",
             "",
-            f"{params['lookups']:,} movie lookups over {params['ids']:,} ids (Zipf), "
-            f"{params['concurrency']} concurrent, against `FakeTmdb.serve()` on a real socket "
-            f"with {params['latency'] * 1000:.0f} ms latency "
-            f"({data['distinct_ids']} distinct ids in the trace). Baseline: plain httpx.",
+            table(["call", "ns per hit"], [[name, ns] for name, ns in hits.items()]),
             "",
             table(
-                ["client", "upstream calls", "x baseline", "throughput x baseline"],
+                ["ratio", "x"],
                 [
                     [
-                        r["name"],
-                        r["upstream_calls"],
-                        f"{r['upstream_ratio']:.3f}x",
-                        f"{r['throughput_ratio']:.1f}x",
-                    ]
-                    for r in rows
+                        "AsyncTmdbClient.get_movie / NamedCache.aget_or_set",
+                        ratios["async_vs_aget_or_set"],
+                    ],
+                    ["TmdbClient.get_movie / NamedCache.get_or_set", ratios["sync_vs_get_or_set"]],
+                    ["AsyncTmdbClient.get_movie / NamedCache.get", ratios["async_vs_get"]],
+                    ["TmdbClient.get_movie / NamedCache.get", ratios["sync_vs_get"]],
                 ],
             ),
             "",
-            f"Limiter alone: {lim['requests']} distinct requests at `max_rps={lim['max_rps']}` "
-            f"reached TMDB at {lim['observed_rps']:.1f} requests/s.",
+        ]
+    out += [
+        f"{params['lookups']:,} movie lookups over {params['ids']:,} ids (Zipf), "
+        f"{params['concurrency']} concurrent tasks, against `FakeTmdb.serve()` on a real socket "
+        f"with {params['latency'] * 1000:.0f} ms latency "
+        f"({data['distinct_ids']} distinct ids in the trace). Baseline: plain httpx.",
+        "",
+        _tmdb_rows(rows),
+        "",
+        f"Limiter alone: {lim['requests']} distinct requests at `max_rps={lim['max_rps']}` "
+        f"reached TMDB at {lim['observed_rps']:.1f} requests/s.",
+        "",
+    ]
+    if sync_rows:
+        out += [
+            f"The same trace from {params.get('threads', 16)} threads, against "
+            "`FakeTmdb.serve_in_thread()`. Baseline: a plain `httpx.Client` shared by the threads.",
             "",
-            bar_chart(
-                "bench_tmdb",
-                "Upstream calls vs plain httpx (lower is better)",
-                [r["name"] for r in rows],
-                [r["upstream_ratio"] for r in rows],
-                "x plain httpx",
+            _tmdb_rows(sync_rows),
+            "",
+        ]
+    out.append(
+        bar_chart(
+            "bench_tmdb",
+            "Upstream calls vs plain httpx (lower is better)",
+            [r["name"] for r in rows + sync_rows],
+            [r["upstream_ratio"] for r in rows + sync_rows],
+            "x plain httpx",
+        )
+    )
+    return "\n".join(out)
+
+
+def _tmdb_rows(rows: list[dict[str, Any]]) -> str:
+    return table(
+        ["client", "upstream calls", "x baseline", "throughput x baseline"],
+        [
+            [
+                r["name"],
+                r["upstream_calls"],
+                f"{r['upstream_ratio']:.3f}x",
+                f"{r['throughput_ratio']:.1f}x",
+            ]
+            for r in rows
+        ],
+    )
+
+
+def redis_blocks(data: dict[str, Any]) -> str:
+    hit, inv = data["shared_hit"], data["invalidation"]
+    fleet, lim = data["fleet_single_flight"], data["fleet_limiter"]
+    return "\n".join(
+        [
+            "## Redis building blocks (`bench_redis.py`)",
+            "",
+            "On an embedded Valkey, loopback. Shared hit, p50, against the least a shared "
+            "hit can cost (a plain redis-py `GET` plus `json.loads` of the same 5 KB "
+            f"document, {hit['plain_get_p50_us']:.0f} us here):",
+            "",
+            table(
+                ["call", "x plain GET", "round trips"],
+                [
+                    ["plain GET + json.loads", "1.00x", 1],
+                    ["SharedTier.lookup", f"{hit['lookup_x_get']:.2f}x", 1],
+                    ["SharedTier.get_or_load (hit)", f"{hit['get_or_load_x_get']:.2f}x", 1],
+                    ["SharedTier.get_or_load (miss, load, store)", "", hit["miss_round_trips"]],
+                ],
+            ),
+            "",
+            f"Invalidation latency (a delete in one backend heard by another's listener, "
+            f"{inv['deletes']} deletes): p50 {inv['p50_ms']:.2f} ms, p99 {inv['p99_ms']:.2f} ms.",
+            "",
+            table(
+                ["4 processes x 20 threads, 50 keys", "loads", "x distinct keys"],
+                [
+                    [
+                        "lookup, load on a miss, set (no lease)",
+                        fleet["without_lease_loads"],
+                        f"{fleet['loads_x_keys_without_lease']:.2f}x",
+                    ],
+                    [
+                        "get_or_load (fleet lease)",
+                        fleet["get_or_load_loads"],
+                        f"{fleet['loads_x_keys_get_or_load']:.2f}x",
+                    ],
+                ],
+            ),
+            "",
+            table(
+                [f"4 processes at max_rps={lim['max_rps']}", "busiest second", "x max_rps"],
+                [
+                    [
+                        "one Throttle per process",
+                        lim["per_process_busiest_second"],
+                        f"{lim['per_process_x_max_rps']:.2f}x",
+                    ],
+                    [
+                        "one RedisRateLimiter",
+                        lim["fleet_busiest_second"],
+                        f"{lim['fleet_x_max_rps']:.2f}x",
+                    ],
+                ],
             ),
         ]
     )
@@ -283,6 +383,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "bench_cache": cache,
     "bench_batch": batch,
     "bench_tmdb": tmdb,
+    "bench_redis": redis_blocks,
 }
 
 

@@ -12,7 +12,14 @@ import sys
 import httpx
 
 import seerrperf
-from seerrperf import CacheControl, CacheManager, TmdbClient, image_url, pool_factory
+from seerrperf import (
+    AsyncTmdbClient,
+    CacheControl,
+    CacheManager,
+    TmdbClient,
+    image_url,
+    pool_factory,
+)
 from seerrperf.testing import FakeTmdb
 
 
@@ -25,17 +32,26 @@ async def main() -> None:
     fake = FakeTmdb(api_key="smoke")
     http = httpx.AsyncClient(transport=fake.transport())
     tmdb_cache = caches.get_cache("tmdb")
-    async with TmdbClient(api_key="smoke", http_client=http, cache=tmdb_cache) as tmdb:
+    async with AsyncTmdbClient(api_key="smoke", http_client=http, cache=tmdb_cache) as tmdb:
         movie = await tmdb.get_movie(603)
         assert movie["title"] == "The Matrix", movie
         await tmdb.get_movie(603)
         assert tmdb.stats().upstream_calls == 1
     await http.aclose()
+    with fake.serve_in_thread() as base_url, TmdbClient(api_key="smoke", base_url=base_url) as sync:
+        assert sync.get_movie(603)["title"] == "The Matrix"
+        assert image_url("/abc.jpg", base_url=sync.image_base_url()).endswith("/w500/abc.jpg")
     assert image_url("/abc.jpg").endswith("/w500/abc.jpg")
     pool = pool_factory("postgresql://app@localhost/app")  # built, never opened
     assert pool.max_size == 20
     await fastapi_app()
     flask_app()
+    message = ""
+    try:  # without the redis extra: a clear message, and nothing imported it before
+        seerrperf.RedisBackend.from_url("redis://localhost:6379/0")
+    except seerrperf.ConfigurationError as exc:
+        message = str(exc)
+    assert "seerrperf[redis]" in message, message or "RedisBackend worked without redis-py"
     print(f"seerrperf {seerrperf.__version__} smoke test passed ({sys.executable})")
 
 

@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from seerrperf import TmdbClient, async_pool_factory
+from seerrperf import AsyncTmdbClient, async_pool_factory
 from seerrperf.testing import FakeTmdb
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -44,7 +44,7 @@ async def test_readme_example_creates_one_request_per_title(postgres_dsn: str) -
     outcomes: list[int] = []
     async with (
         async_pool_factory(postgres_dsn, kwargs=kwargs) as pool,
-        TmdbClient(access_token="token", http_client=http) as tmdb,
+        AsyncTmdbClient(access_token="token", http_client=http) as tmdb,
     ):
 
         async def one(user: int) -> None:

@@ -55,7 +55,7 @@ async def _app_section(dsn: str, quick: bool, say: Callable[[str], None]) -> int
     for line in (
         "naive: a new connection per request, no cache, sequential TMDB calls with plain",
         "httpx, no lock, no unique index. seerrperf: async_pool_factory, AsyncLock + partial",
-        "unique index, TmdbClient + batch_fetch, cached queries and images.",
+        "unique index, AsyncTmdbClient + batch_fetch, cached queries and images.",
         f"naive served {naive.requests:,} requests in {naive.elapsed_s:.1f} s, seerrperf "
         f"{ours.requests:,} in {ours.elapsed_s:.1f} s. Users pause between",
         "pages, so throughput is the pace each build kept up with. The load generator,",

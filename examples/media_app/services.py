@@ -24,9 +24,9 @@ from psycopg import AsyncConnection
 from seerrperf import (
     AsyncLock,
     AsyncPgAdvisoryLock,
+    AsyncTmdbClient,
     HealthResult,
     NamedCache,
-    TmdbClient,
     TmdbNotFound,
     TmdbUnavailable,
     batch_fetch,
@@ -129,9 +129,9 @@ class Details(Protocol):
 
 
 class TmdbDetails:
-    """seerrperf: ``TmdbClient`` (cached, coalesced, rate-limited), many at once."""
+    """seerrperf: ``AsyncTmdbClient`` (cached, coalesced, rate-limited), many at once."""
 
-    def __init__(self, client: TmdbClient) -> None:
+    def __init__(self, client: AsyncTmdbClient) -> None:
         self._client = client
 
     async def one(self, media_type: str, tmdb_id: int) -> dict[str, Any]:

@@ -537,7 +537,8 @@ def canonical_json(data: Any) -> bytes:
     framework helper that sends them gets an ``ETag`` that matches its body.
 
     Raises:
-        ConfigurationError: ``data`` is not JSON-serialisable (or contains NaN).
+        ConfigurationError: ``data`` is not JSON-serialisable (or contains NaN,
+            or nests too deeply to serialise).
     """
     try:
         text = json.dumps(
@@ -547,6 +548,10 @@ def canonical_json(data: Any) -> bytes:
         raise ConfigurationError(
             f"data must be JSON-serialisable: {type(exc).__name__}: {exc}"
         ) from exc
+    except RecursionError:
+        raise ConfigurationError(
+            "data must be JSON-serialisable: it nests too deeply (RecursionError)"
+        ) from None
     return text.encode("utf-8")
 
 

@@ -20,7 +20,7 @@ from . import _validate
 from ._cache import CacheManager, NamedCache
 from ._errors import ConfigurationError
 from ._runtime import HistogramSnapshot
-from ._tmdb.client import BaseTmdbClient
+from ._tmdb.client import AsyncTmdbClient, BaseTmdbClient, TmdbClient
 
 __all__ = ["Caches", "Lock", "Tmdb", "collect_stats", "pool_stats", "upstream_latency"]
 
@@ -44,7 +44,7 @@ class Lock(Protocol):
 
 
 Caches: TypeAlias = CacheManager | NamedCache | Mapping[str, NamedCache] | Iterable[NamedCache]
-Tmdb: TypeAlias = BaseTmdbClient[Any]
+Tmdb: TypeAlias = TmdbClient | AsyncTmdbClient
 """A TMDB client, sync or async (both share :class:`BaseTmdbClient`)."""
 
 # psycopg_pool omits counters that are still zero; the snapshot always has them all.
@@ -149,8 +149,9 @@ def collect_stats(
         caches: A :class:`CacheManager`, a mapping of names to
             :class:`NamedCache`, or caches: per-cache hits, misses, hit rate,
             keys, byte sizes.
-        tmdb: A TMDB client: requests, upstream calls, cache hits,
-            coalesced waiters, retries, 429s, errors, latency p50/p95.
+        tmdb: A :class:`TmdbClient` or :class:`AsyncTmdbClient`: requests,
+            upstream calls, cache hits, coalesced waiters, retries, 429s,
+            errors, latency p50/p95.
         locks: A lock -- any seerrperf lock, or an object of your own whose
             ``stats()`` returns something with ``as_dict()`` -- or a mapping
             of names to locks: held keys, waiting tasks, contention, timeouts.
@@ -176,7 +177,7 @@ def collect_stats(
             "pool", pool, (ConnectionPool, AsyncConnectionPool), "a psycopg_pool pool"
         )
     if tmdb is not None:
-        _validate.instance("tmdb", tmdb, BaseTmdbClient, "a TmdbClient")
+        _validate.instance("tmdb", tmdb, BaseTmdbClient, "a TmdbClient or AsyncTmdbClient")
     if sizes != "exact":
         _validate.flag("sizes", sizes)
     named_caches = None if caches is None else _named_caches(caches)

@@ -21,16 +21,18 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from seerrperf import NamedCache, TmdbClient
+from seerrperf import AsyncTmdbClient, NamedCache
 from seerrperf.prometheus import PrometheusExporter, SeerrperfCollector
 
 
-def _tmdb() -> TmdbClient:
+def _tmdb() -> AsyncTmdbClient:
     transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"id": 1}))
-    return TmdbClient(api_key="k", http_client=httpx.AsyncClient(transport=transport), max_rps=None)
+    return AsyncTmdbClient(
+        api_key="k", http_client=httpx.AsyncClient(transport=transport), max_rps=None
+    )
 
 
-def _requests(tmdb: TmdbClient, first: int, count: int) -> None:
+def _requests(tmdb: AsyncTmdbClient, first: int, count: int) -> None:
     async def run() -> None:
         for movie in range(first, first + count):
             await tmdb.get_movie(movie)

@@ -15,11 +15,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from seerrperf import (
     AsyncLock,
+    AsyncTmdbClient,
     CacheManager,
     ConfigurationError,
     LockTimeout,
     NamedCache,
-    TmdbClient,
     TmdbNotFound,
     async_pool_factory,
     collect_stats,
@@ -80,9 +80,9 @@ EXPECTED_FAMILIES = {
 }
 
 
-def _tmdb(**kwargs: object) -> TmdbClient:
+def _tmdb(**kwargs: object) -> AsyncTmdbClient:
     transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"id": 1}))
-    return TmdbClient(
+    return AsyncTmdbClient(
         api_key="k",
         http_client=httpx.AsyncClient(transport=transport),
         **kwargs,  # type: ignore[arg-type]
@@ -134,7 +134,7 @@ async def test_every_section_filled_passes_promtool(postgres_dsn: str) -> None:
                 pass
         release.set()
     fake = FakeTmdb(latency=0.01, deleted_ids=[2])
-    async with fake.serve() as base_url, TmdbClient(api_key="k", base_url=base_url) as tmdb:
+    async with fake.serve() as base_url, AsyncTmdbClient(api_key="k", base_url=base_url) as tmdb:
         await tmdb.get_movie(1)
         await tmdb.get_movie(1)
         for _ in range(2):

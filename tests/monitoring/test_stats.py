@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from seerrperf import (
     AsyncLock,
+    AsyncTmdbClient,
     CacheManager,
     ConfigurationError,
     NamedCache,
@@ -22,9 +23,9 @@ from seerrperf.prometheus import PrometheusExporter, SeerrperfCollector
 pytestmark = pytest.mark.anyio
 
 
-def _tmdb() -> TmdbClient:
+def _tmdb() -> AsyncTmdbClient:
     transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"id": 1}))
-    return TmdbClient(api_key="k", http_client=httpx.AsyncClient(transport=transport))
+    return AsyncTmdbClient(api_key="k", http_client=httpx.AsyncClient(transport=transport))
 
 
 async def test_one_snapshot_of_everything(postgres_dsn: str) -> None:
@@ -140,3 +141,17 @@ def test_a_lock_of_the_applications_own_is_collected() -> None:
             return Snapshot()
 
     assert collect_stats(locks=OwnLock())["locks"] == {"default": {"held_keys": 2}}
+
+
+def test_the_sync_tmdb_client_is_collected_like_the_async_one() -> None:
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"id": 1}))
+    with TmdbClient(api_key="k", http_client=httpx.Client(transport=transport)) as tmdb:
+        tmdb.get_movie(1)
+        tmdb.get_movie(1)
+        snapshot = collect_stats(tmdb=tmdb)
+    assert snapshot["tmdb"]["requests"] == 2
+    assert snapshot["tmdb"]["upstream_calls"] == 1
+    assert snapshot["tmdb"]["cache_hits"] == 1
+    registry = CollectorRegistry()
+    registry.register(SeerrperfCollector(tmdb=tmdb))  # accepted at registration
+    assert b"seerrperf_tmdb_upstream_calls_total 1.0" in generate_latest(registry)

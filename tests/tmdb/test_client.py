@@ -1,4 +1,4 @@
-"""TmdbClient: cache orchestration and endpoints, through httpx.MockTransport and FakeTmdb."""
+"""AsyncTmdbClient: cache orchestration and endpoints, through httpx.MockTransport and FakeTmdb."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from seerrperf import (
+    AsyncTmdbClient,
     ConfigurationError,
     NamedCache,
     TmdbAuthError,
-    TmdbClient,
     TmdbNotFound,
     TmdbUnavailable,
     TtlPolicy,
@@ -55,6 +55,7 @@ class KeyRecordingCache(NamedCache):
         *,
         stale_while_revalidate: float | None = None,
         stale_if_error: float | None = None,
+        load_timeout: float | None = None,
     ) -> _T:
         self.keys.append(key)
         return await super().aget_or_set(
@@ -63,6 +64,7 @@ class KeyRecordingCache(NamedCache):
             ttl,
             stale_while_revalidate=stale_while_revalidate,
             stale_if_error=stale_if_error,
+            load_timeout=load_timeout,
         )
 
 
@@ -72,11 +74,11 @@ def make_client(
     *,
     sleep: Sleeps | None = None,
     **kwargs: Any,
-) -> TmdbClient:
+) -> AsyncTmdbClient:
     """A client on ``upstream`` whose retries, limiter and default cache run on ``clock``."""
     clock = clock or FakeClock(1000)
     kwargs.setdefault("api_key", SENTINEL)
-    return TmdbClient(
+    return AsyncTmdbClient(
         http_client=upstream.http(),
         sleep=sleep or Sleeps(clock),
         clock=clock,
@@ -129,13 +131,14 @@ async def test_tier_ttls_are_applied(policy: TtlPolicy, path_call: str, ttl: flo
     clock = FakeClock(1000)
     upstream = Upstream(lambda r: httpx.Response(200, json={"ok": True}))
     client = make_client(upstream, clock, ttl_policy=policy)
-    call = {
+    calls: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
         "movie": lambda: client.get_movie(603),
         "tv": lambda: client.get_tv(1399),
         "configuration": client.get_configuration,
         "keyword": lambda: client.get_keyword(180547),
         "keyword_movies": lambda: client.get("/keyword/180547/movies"),
-    }[path_call]
+    }
+    call = calls[path_call]
     await call()
     clock.advance(ttl * 0.99)
     await call()
@@ -218,7 +221,7 @@ async def test_a_deleted_title_is_not_served_stale() -> None:
         await client.get_movie(1)
 
 
-async def test_a_title_deleted_during_a_background_refresh_is_dropped(
+async def test_a_title_deleted_during_a_background_refresh_is_replaced_by_the_404(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     clock = FakeClock(1000)
@@ -229,9 +232,11 @@ async def test_a_title_deleted_during_a_background_refresh_is_dropped(
     clock.advance(6 * HOUR + 10)  # stale, inside the stale-while-revalidate window
     assert await client.get_movie(1) == movie  # served stale; the refresh gets 404
     await anyio.wait_all_tasks_blocked()
-    assert "failed (TmdbNotFound); the entry was removed" in caplog.text
-    with pytest.raises(TmdbNotFound):
-        await client.get_movie(1)  # not served stale again
+    assert "failed" not in caplog.text  # a 404 is an answer, not a failed refresh
+    for _ in range(3):
+        with pytest.raises(TmdbNotFound):
+            await client.get_movie(1)  # not served stale again: the marker replaced it
+    assert upstream.total == 2
 
 
 async def test_responses_are_parsed_by_the_transport() -> None:
@@ -306,7 +311,7 @@ async def test_secrets_never_leak(caplog: pytest.LogCaptureFixture) -> None:
     ok = KeyRecordingCache()
     await make_client(Upstream(), cache=ok).get_movie(3)
     assert ("/movie/1", ()) in cache.keys
-    assert ("404", ("/movie/2", ())) in missing.keys
+    assert ("/movie/2", ()) in missing.keys  # the 404 lives under the request's own key
     assert ("/movie/3", ()) in ok.keys
     texts = [str(info.value), repr(info.value), repr(client), caplog.text]
     texts += [repr(key) for key in cache.keys + missing.keys + ok.keys]
@@ -341,7 +346,9 @@ async def test_secrets_never_leak(caplog: pytest.LogCaptureFixture) -> None:
         lambda c: c.get_movies([1, "2"]),
     ],
 )
-async def test_bad_input_is_rejected_before_any_request(call: Callable[[TmdbClient], Any]) -> None:
+async def test_bad_input_is_rejected_before_any_request(
+    call: Callable[[AsyncTmdbClient], Any],
+) -> None:
     upstream = Upstream()
     client = make_client(upstream)
     with pytest.raises(ConfigurationError):
@@ -369,14 +376,14 @@ async def test_bad_input_is_rejected_before_any_request(call: Callable[[TmdbClie
 )
 def test_bad_configuration(kwargs: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ConfigurationError, match=fragment):
-        TmdbClient(**kwargs)
+        AsyncTmdbClient(**kwargs)
 
 
 async def test_injected_http_client_is_not_closed_but_an_owned_one_is(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     http = Upstream().http()
-    async with TmdbClient(api_key="k", http_client=http) as client:
+    async with AsyncTmdbClient(api_key="k", http_client=http) as client:
         await client.get_movie(1)
     assert not http.is_closed
     await http.aclose()
@@ -388,7 +395,7 @@ async def test_injected_http_client_is_not_closed_but_an_owned_one_is(
         await original(self)
 
     monkeypatch.setattr(httpx.AsyncClient, "aclose", spy)
-    owned = TmdbClient(api_key="k")
+    owned = AsyncTmdbClient(api_key="k")
     await owned.aclose()
     await owned.aclose()  # a second close is a no-op
     assert len(closed) == 1
@@ -426,8 +433,8 @@ async def test_stats_are_json_ready() -> None:
 
 
 def test_the_repr_names_the_root_and_hides_the_secret() -> None:
-    client = TmdbClient(access_token=SENTINEL, http_client=Upstream().http())
-    assert repr(client) == "<TmdbClient https://api.themoviedb.org/3 access_token=***>"
+    client = AsyncTmdbClient(access_token=SENTINEL, http_client=Upstream().http())
+    assert repr(client) == "<AsyncTmdbClient https://api.themoviedb.org/3 access_token=***>"
 
 
 # --- end to end against FakeTmdb ---------------------------------------------------------
@@ -435,7 +442,10 @@ def test_the_repr_names_the_root_and_hides_the_secret() -> None:
 
 async def test_end_to_end_over_a_real_socket() -> None:
     fake = FakeTmdb(api_key=SENTINEL)
-    async with fake.serve() as base_url, TmdbClient(api_key=SENTINEL, base_url=base_url) as tmdb:
+    async with (
+        fake.serve() as base_url,
+        AsyncTmdbClient(api_key=SENTINEL, base_url=base_url) as tmdb,
+    ):
         matrix = await tmdb.get_movie(603, append_to_response=["credits"])
         assert matrix["title"] == "The Matrix"
         got = await tmdb.get_tv(1399)
@@ -457,7 +467,7 @@ async def test_end_to_end_over_a_real_socket() -> None:
 async def test_every_endpoint_reaches_fake_tmdb() -> None:
     fake = FakeTmdb(api_key=SENTINEL)
     http = httpx.AsyncClient(transport=fake.transport())
-    async with TmdbClient(api_key=SENTINEL, http_client=http) as tmdb:
+    async with AsyncTmdbClient(api_key=SENTINEL, http_client=http) as tmdb:
         calls: list[Callable[[], Awaitable[dict[str, Any]]]] = [
             lambda: tmdb.get_movie(603),
             lambda: tmdb.get_tv(1399),
@@ -489,13 +499,13 @@ async def test_every_endpoint_reaches_fake_tmdb() -> None:
 
 async def test_fake_outage_and_wrong_key_through_the_client() -> None:
     fake = FakeTmdb(api_key="right")
-    async with TmdbClient(
+    async with AsyncTmdbClient(
         api_key="wrong", http_client=httpx.AsyncClient(transport=fake.transport())
     ) as tmdb:
         with pytest.raises(TmdbAuthError):
             await tmdb.get_movie(603)
     clock = FakeClock(1000)
-    async with TmdbClient(
+    async with AsyncTmdbClient(
         api_key="right",
         http_client=httpx.AsyncClient(transport=fake.transport()),
         sleep=Sleeps(clock),

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from seerrperf import ConfigurationError
+from seerrperf import ConfigurationError, TtlPolicy
 from seerrperf._tmdb import endpoints
 from seerrperf._tmdb.endpoints import ApiRequest
 
@@ -27,17 +27,17 @@ from seerrperf._tmdb.endpoints import ApiRequest
         (
             endpoints.search("movie", " matrix ", 2, region="US"),
             "/search/movie",
-            {"query": "matrix", "page": 2, "include_adult": False, "region": "US"},
+            {"query": "matrix", "page": "2", "include_adult": "false", "region": "US"},
         ),
         (
             endpoints.search("multi", "matrix", 1),
             "/search/multi",
-            {"query": "matrix", "page": 1, "include_adult": False},
+            {"query": "matrix", "page": "1", "include_adult": "false"},
         ),
         (
             endpoints.discover("movie", {"page": 3}, region="US"),
             "/discover/movie",
-            {"page": 3, "region": "US"},
+            {"page": "3", "region": "US"},
         ),
         (
             endpoints.discover("tv", {"with_genres": "18"}, region="US"),
@@ -49,7 +49,7 @@ from seerrperf._tmdb.endpoints import ApiRequest
         (endpoints.languages(), "/configuration/languages", {}),
         (endpoints.countries(), "/configuration/countries", {}),
         (endpoints.genres("tv"), "/genre/tv/list", {}),
-        (endpoints.watch_providers("movie"), "/watch/providers/movie", {"watch_region": None}),
+        (endpoints.watch_providers("movie"), "/watch/providers/movie", {}),
         (endpoints.watch_providers("tv", "GB"), "/watch/providers/tv", {"watch_region": "GB"}),
         (endpoints.watch_provider_regions(), "/watch/providers/regions", {}),
         (endpoints.keyword(180547), "/keyword/180547", {}),
@@ -64,6 +64,9 @@ from seerrperf._tmdb.endpoints import ApiRequest
 def test_requests(request_: ApiRequest, path: str, params: dict[str, Any]) -> None:
     assert request_.path == path
     assert dict(request_.params) == params
+    # The tier an endpoint names is the one its path falls in: the TTL is the same
+    # through get_movie(603) and get("/movie/603").
+    assert request_.endpoint == TtlPolicy.endpoint_for(path)
 
 
 @pytest.mark.parametrize(
@@ -75,6 +78,10 @@ def test_requests(request_: ApiRequest, path: str, params: dict[str, Any]) -> No
         (lambda: endpoints.search("tv", "", 1), "query"),
         (lambda: endpoints.search("tv", "x", 0), "page"),
         (lambda: endpoints.discover("movie", {"page": 501}), "page"),
+        (lambda: endpoints.discover("movie", {"api_key": "x"}), "credentials"),
+        (lambda: endpoints.discover("movie", {"with_genres": [28]}), "with_genres"),  # type: ignore[dict-item]
+        (lambda: endpoints.movie(True), "movie_id"),
+        (lambda: endpoints.movie(603, ["credits;drop"]), "append_to_response"),
         (lambda: endpoints.trending("music", "day"), "media_type"),
         (lambda: endpoints.trending("all", "month"), "window"),
         (lambda: endpoints.genres("music"), "media_type"),

@@ -24,7 +24,9 @@ from seerrperf._tmdb.policy import (
     check_path,
     check_query,
     check_region,
+    image_base_from,
     image_url,
+    peer_text,
     retry_after_seconds,
     segment,
     tmdb_id,
@@ -176,6 +178,59 @@ def test_retry_after_forms() -> None:
     assert retry_after_seconds(header, now=now + 60) == 0.0
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\xb2",  # superscript two: str.isdigit() says yes, float() says no (issue 13 item 8)
+        "\u0663",  # Arabic-Indic three, likewise
+        "1.5",
+        "-3",
+        "",
+        "   ",
+        "Mon, 99 Foo 9999 99:99:99 GMT",
+        "Fri, 31 Dec 9999 23:59:59 +9999",
+        "Thu, 01 Jan 1970 00:00:00",  # no zone: not an HTTP-date
+        "\x00\r\n",
+        "9" * 5000 + "x",
+    ],
+)
+def test_an_invalid_retry_after_reads_as_absent(value: str) -> None:
+    assert retry_after_seconds(value) is None
+
+
+@given(st.text(max_size=60))
+def test_retry_after_never_raises(value: str) -> None:
+    seconds = retry_after_seconds(value)
+    assert seconds is None or seconds >= 0
+
+
+def test_an_absurd_retry_after_is_a_number_the_caller_caps() -> None:
+    assert retry_after_seconds("9" * 5000) == float("inf")  # capped at max_retry_after
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("not found", "not found"),
+        ("bad\r\nFORGED log line", "bad\\r\\nFORGED log line"),
+        ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
+        ("abc\u202egnp.exe", "abc\\u202egnp.exe"),  # a bidi override cannot hide text
+        ("nul\x00", "nul\\x00"),
+        ("caf\u00e9 \u6771\u4eac", "caf\u00e9 \u6771\u4eac"),  # printable text stays as it is
+    ],
+)
+def test_peer_text_escapes_what_could_forge_or_hide(text: str, shown: str) -> None:
+    assert peer_text(text) == shown
+
+
+@given(st.text(max_size=400))
+def test_peer_text_is_one_printable_line_of_bounded_length(text: str) -> None:
+    safe = peer_text(text, limit=50)
+    assert safe.isprintable()
+    assert len(safe) <= 50 * len("\\U0001f600") + 3
+    assert safe.endswith("...") or len(text) <= 50
+
+
 @given(st.integers(0, 20), st.floats(0, 0.999999))
 def test_backoff_is_bounded_and_grows(attempt: int, jitter: float) -> None:
     delay = backoff_delay(attempt, base=0.5, cap=8.0, jitter=jitter)
@@ -186,6 +241,61 @@ def test_backoff_is_bounded_and_grows(attempt: int, jitter: float) -> None:
 def test_image_url() -> None:
     assert image_url("/abc.jpg") == "https://image.tmdb.org/t/p/w500/abc.jpg"
     assert image_url("/abc.png", "original") == "https://image.tmdb.org/t/p/original/abc.png"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "url"),
+    [
+        ("https://image.tmdb.org/t/p/", "https://image.tmdb.org/t/p/w92/abc.jpg"),
+        ("https://cdn.example/tmdb", "https://cdn.example/tmdb/w92/abc.jpg"),  # slash added
+        ("http://127.0.0.1:8080/t/p/", "http://127.0.0.1:8080/t/p/w92/abc.jpg"),
+        ("/imageproxy/tmdb/t/p/", "/imageproxy/tmdb/t/p/w92/abc.jpg"),  # the app's own proxy
+    ],
+)
+def test_image_url_on_another_root(base_url: str, url: str) -> None:
+    assert image_url("/abc.jpg", "w92", base_url=base_url) == url
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "//evil.example/t/p/",
+        "ftp://x/t/p/",
+        "https://x/t/p/?size=",
+        "https://x/t/p/#",
+        "https://user:pw@x/t/p/",
+        "https://x:99999/t/p/",
+        "https://x/t/p/\r\nSet-Cookie: a=b",
+        "https://x/t p/",
+        "",
+        5,
+    ],
+)
+def test_a_bad_image_root_is_refused(base_url: Any) -> None:
+    with pytest.raises(ConfigurationError, match="base_url"):
+        image_url("/abc.jpg", "w92", base_url=base_url)
+
+
+@pytest.mark.parametrize(
+    ("configuration", "root"),
+    [
+        (
+            {"images": {"secure_base_url": "https://image.tmdb.org/t/p/"}},
+            "https://image.tmdb.org/t/p/",
+        ),
+        ({"images": {"secure_base_url": "https://cdn.example/p"}}, "https://cdn.example/p/"),
+        ({"images": {"base_url": "http://image.tmdb.org/t/p/"}}, None),  # plain http is not read
+        ({"images": {"secure_base_url": "/t/p/"}}, None),  # a peer may not point at our origin
+        ({"images": {"secure_base_url": "https://x/\nX: y"}}, None),
+        ({"images": {"secure_base_url": "https://x/" + "a" * 3000}}, None),
+        ({"images": "https://x/"}, None),
+        ({}, None),
+    ],
+)
+def test_the_image_root_from_configuration_is_checked(
+    configuration: dict[str, Any], root: str | None
+) -> None:
+    assert image_base_from(configuration) == root
 
 
 @pytest.mark.parametrize(
@@ -235,6 +345,10 @@ def test_append_parts_are_deduplicated_and_sorted() -> None:
         (check_language, "pt-BR", "portuguese"),
         (check_region, "US", "us"),
         (check_base_url, "https://x/3/", "https://x/3?api_key=k"),
+        (check_base_url, "https://x:8443/3", "https://x:99999/3"),
+        (check_base_url, "http://127.0.0.1:1/3", "https://x/3\r\nHost: evil"),
+        (check_base_url, "https://x/3", "https://x/3 "),
+        (check_base_url, "https://x/3", "https://x\t/3"),
         (check_query, " matrix ", " "),
         (check_page, 500, 501),
     ],

@@ -1,9 +1,11 @@
-"""One GET to TMDB: the pure decisions (credentials, throttle, exchange), then the async I/O."""
+"""One GET to TMDB: the pure decisions (credentials, throttle, exchange), then the I/O."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
+import threading
 from typing import Any
 
 import anyio
@@ -26,6 +28,7 @@ from seerrperf._tmdb.transport import (
     Raise,
     Retry,
     Return,
+    Send,
     Throttle,
 )
 from seerrperf.testing import FakeClock
@@ -98,14 +101,16 @@ def test_throttle_pause_holds_every_request_and_the_longer_pause_wins() -> None:
 # --- the state machine of one GET ------------------------------------------------------------
 
 
-def base(**kwargs: Any) -> BaseTransport:
+def base(**kwargs: Any) -> BaseTransport[Any]:
+    """A transport whose decisions are fed by hand (its HTTP client is never used)."""
     kwargs.setdefault("api_key", SENTINEL)
     kwargs.setdefault("access_token", None)
     kwargs.setdefault("base_url", "https://tmdb.test/3")
-    return BaseTransport(**kwargs)
+    kwargs.setdefault("http_client", Upstream().http())
+    return AsyncTransport(**kwargs)
 
 
-def answer(transport: BaseTransport, *replies: tuple[int, dict[str, str], bytes]) -> list[Any]:
+def answer(transport: BaseTransport[Any], *replies: tuple[int, dict[str, str], bytes]) -> list[Any]:
     """Feed ``replies`` to one exchange; return its decisions."""
     exchange = transport.exchange("/movie/1", {"language": "en"})
     decisions = []
@@ -246,6 +251,140 @@ def test_bad_settings(kwargs: dict[str, Any], fragment: str) -> None:
         base(**kwargs)
 
 
+# --- one deadline for the whole GET -----------------------------------------------------------
+
+
+def test_the_deadline_is_the_timeout_after_the_start_on_the_transport_clock() -> None:
+    clock = FakeClock(100)
+    exchange = base(clock=clock, timeout=4).exchange("/movie/1", {})
+    assert exchange.deadline == 104
+    clock.advance(1.5)
+    assert exchange.remaining() == pytest.approx(2.5)
+
+
+def test_a_backoff_longer_than_what_is_left_gives_up_with_the_last_error() -> None:
+    clock = FakeClock(100)
+    transport = base(clock=clock, timeout=1.0, max_retries=5, rng=random.Random(3))
+    exchange = transport.exchange("/movie/1", {})
+    exchange.begin()
+    first = exchange.answered(503, {}, b"")
+    assert isinstance(first, Retry)  # 0.25-0.5 s fits in 1 s
+    clock.advance(first.delay)
+    exchange.begin()
+    clock.advance(0.4)  # the second attempt took its time
+    second = exchange.answered(502, {}, b"")
+    assert isinstance(second, Raise)  # 0.5-1 s no longer fits
+    assert isinstance(second.error, TmdbUnavailable)
+    assert second.error.status == 502
+    assert (transport.retries, transport.errors) == (1, 1)
+
+
+def test_a_429_pause_longer_than_what_is_left_gives_up_before_waiting() -> None:
+    clock = FakeClock(100)
+    transport = base(clock=clock, timeout=5, max_retry_after=60)
+    exchange = transport.exchange("/movie/1", {})
+    assert exchange.next() == Send(0.0)
+    exchange.begin()
+    decision = exchange.answered(429, {"retry-after": "30"}, b"")
+    assert isinstance(decision, Raise)  # no retry is begun that the budget cannot reach
+    assert isinstance(decision.error, TmdbRateLimited)
+    assert decision.error.status == 429
+    assert transport.retries == 0
+    other = transport.exchange("/movie/2", {})  # a request arriving during the pause
+    refused = other.next()
+    assert isinstance(refused, Raise)
+    assert isinstance(refused.error, TmdbRateLimited)
+    assert "wait 30.0 s, more than the 5.0 s left" in str(refused.error)
+    # What a web integration sends as Retry-After when it answers the outage.
+    assert decision.error.retry_after == 30.0
+    assert refused.error.retry_after == pytest.approx(30.0)
+
+
+def test_a_5xx_carries_its_retry_after_and_other_errors_none() -> None:
+    transport = base(max_retries=0)
+    [unavailable] = answer(transport, (503, {"Retry-After": "12"}, b""))
+    [bare] = answer(transport, (502, {}, b""))
+    [missing] = answer(transport, (404, {"Retry-After": "12"}, b""))
+    assert unavailable.error.retry_after == 12.0
+    assert bare.error.retry_after is None
+    assert missing.error.retry_after is None
+
+
+def test_a_pause_within_the_budget_is_waited_once_then_the_slot_is_taken() -> None:
+    clock = FakeClock(100)
+    transport = base(clock=clock, max_rps=10)
+    transport.throttle.pause(2)
+    exchange = transport.exchange("/movie/1", {})
+    assert exchange.next() == Retry(2.0)
+    assert exchange.next() == Send(0.0)  # not the same pause again, even on a still clock
+
+
+def test_a_limiter_slot_beyond_the_budget_is_not_waited_for() -> None:
+    clock = FakeClock(100)
+    transport = base(clock=clock, max_rps=1, timeout=2.5)
+    waits = [transport.exchange(f"/movie/{i}", {}).next() for i in range(4)]
+    assert waits[:3] == [Send(0.0), Send(1.0), Send(2.0)]
+    assert isinstance(waits[3], Raise)
+    assert isinstance(waits[3].error, TmdbUnavailable)
+    assert "rate limiter's next slot" in str(waits[3].error)
+
+
+def test_a_spent_budget_is_not_sent_at_all() -> None:
+    clock = FakeClock(100)
+    exchange = base(clock=clock, timeout=1).exchange("/movie/1", {})
+    clock.advance(1)
+    decision = exchange.next()
+    assert isinstance(decision, Raise)
+    assert "no time left of the 1 s timeout" in str(decision.error)
+
+
+def test_an_attempt_that_ran_into_the_deadline_is_not_retried() -> None:
+    transport = base(max_retries=3)
+    exchange = transport.exchange("/movie/1", {})
+    exchange.begin()
+    assert isinstance(exchange.timed_out(), Raise)
+    request = httpx.Request("GET", "https://tmdb.test/3/movie/1")
+    exchange.begin()
+    decision = exchange.failed(httpx.ReadTimeout("timed out", request=request))
+    assert isinstance(decision, Raise)  # httpx's own timeouts are the same budget
+    assert "within the 10 s timeout (ReadTimeout: timed out)" in str(decision.error)
+    assert transport.retries == 0
+
+
+def test_counters_and_jitter_are_exact_from_many_threads() -> None:
+    transport = base()
+
+    def work() -> None:
+        for _ in range(500):
+            transport.add("upstream_calls")
+            transport.random()
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert transport.upstream_calls == 16 * 500
+
+
+def test_the_throttle_hands_every_thread_its_own_slot() -> None:
+    throttle = Throttle(100, FakeClock(0))  # a still clock: each wait is its slot
+    waits: list[float] = []
+    barrier = threading.Barrier(16)
+
+    def work() -> None:
+        barrier.wait(30)
+        for _ in range(50):
+            waits.append(throttle.reserve())
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(waits) == pytest.approx([i / 100 for i in range(16 * 50)])
+
+
 # --- the async I/O -----------------------------------------------------------------------------
 
 
@@ -277,7 +416,7 @@ async def test_429_waits_for_retry_after_then_succeeds() -> None:
 async def test_persistent_429_raises_rate_limited_after_the_retries() -> None:
     sleeps = Sleeps(FakeClock(1000))
     upstream = Upstream(lambda r: httpx.Response(429, headers={"Retry-After": "120"}))
-    transport = make(upstream, sleeps, max_retries=2, max_rps=None, max_retry_after=5)
+    transport = make(upstream, sleeps, max_retries=2, max_rps=None, max_retry_after=5, timeout=30)
     with pytest.raises(TmdbRateLimited):
         await transport.aget("/movie/5", {})
     assert upstream.total == 3
@@ -342,6 +481,7 @@ async def test_the_token_goes_in_the_header_and_never_in_the_url() -> None:
 async def test_percent_encoded_keys_are_masked_in_httpx_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    gc.collect()  # clients other tests dropped (with their keys) are gone for good
     caplog.set_level(logging.INFO, logger="httpx")
     key = f"{SENTINEL}+/x~!"
     upstream = Upstream()

@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from seerrperf import (
     AsyncLock,
     AsyncPgAdvisoryLock,
+    AsyncTmdbClient,
     BatchLoader,
     CacheControl,
     CacheManager,
@@ -237,14 +238,19 @@ async def async_side() -> None:
         fake = FakeTmdb(api_key="k", latency=0.01)
         async with (
             fake.serve() as base_url,
-            TmdbClient(api_key="k", base_url=base_url, cache=cache) as tmdb,
+            AsyncTmdbClient(api_key="k", base_url=base_url, cache=cache) as tmdb,
         ):
             details: dict[str, Any] = await tmdb.get_movie(603)
             batch: list[dict[str, Any] | None] = await tmdb.get_movies([603, 604])
             tmdb_stats: TmdbStats = tmdb.stats()
-            del details, batch, tmdb_stats
-        client = TmdbClient(
-            access_token="t", http_client=httpx.AsyncClient(transport=fake.transport())
+            root: str = await tmdb.image_base_url()
+            poster: str = image_url("/a.jpg", "w342", base_url=root)
+            del details, batch, tmdb_stats, poster
+        client = AsyncTmdbClient(
+            access_token="t",
+            http_client=httpx.AsyncClient(transport=fake.transport()),
+            timeout=5.0,
+            max_body_bytes=4 << 20,
         )
         try:
             await client.get_tv(1399)
@@ -252,6 +258,16 @@ async def async_side() -> None:
             missing: int | None = exc.status
             del missing
         await client.aclose()
+        with (
+            fake.serve_in_thread() as sync_base_url,
+            TmdbClient(api_key="k", base_url=sync_base_url, timeout=2.0) as sync_tmdb,
+        ):
+            sync_movie: dict[str, Any] = sync_tmdb.get_movie(603)
+            sync_batch: list[dict[str, Any] | None] = sync_tmdb.get_movies([1, 2], concurrency=2)
+            sync_root: str = sync_tmdb.image_base_url()
+            sync_stats: TmdbStats = sync_tmdb.stats()
+            del sync_movie, sync_batch, sync_root, sync_stats
+        collect_stats(tmdb=client)
 
         snapshot: dict[str, Any] = collect_stats(pool=pool, caches=CacheManager(), locks=lock)
         sized: dict[str, Any] = collect_stats(caches=CacheManager(), sizes="exact")
@@ -330,6 +346,65 @@ def fastapi_app() -> None:
 
     result: Awaitable[HealthResult] = sp.check_health()
     del result
+
+
+def redis_scale_out(url: str) -> None:
+    """The Redis building blocks (issue 18), sync and async, as the wiring will use them."""
+    import seerrperf as sp
+
+    backend: sp.RedisBackend = sp.RedisBackend.from_url(
+        url, namespace="app", timeout=0.5, serializer=sp.JsonSerializer(), expected_workers=4
+    )
+    tier: sp.SharedTier = backend.tier("tmdb")
+    digest: str | None = tier.digest(("movie", 603))
+    found: sp.SharedLookup = tier.lookup(("movie", 603), lease=True, stale_while_revalidate=60)
+    if found.lease is not None:
+        lease: sp.Lease = found.lease
+        outcome: str = tier.fill(lease, {"id": 603}, 3600, stale_window=60)
+        del outcome
+    loaded: sp.SharedLoad = tier.get_or_load(("movie", 603), lambda: {"id": 603}, ttl=3600)
+    if loaded.refresh is not None:
+        tier.refresh(loaded.refresh, lambda: {"id": 603}, ttl=3600)
+    stored: str = tier.set(("movie", 603), {"id": 603}, 3600)
+    deleted: bool = tier.delete(("movie", 603)) and tier.clear() and backend.flush()
+
+    def on_invalidation(invalidation: sp.Invalidation) -> None:
+        kind: str = invalidation.kind
+        digests: tuple[str, ...] = invalidation.digests
+        del kind, digests
+
+    subscription: sp.Subscription = tier.subscribe(on_invalidation)
+    subscription.close()
+    limiter: sp.RedisRateLimiter = backend.rate_limiter("tmdb", max_rps=40, margin=0.05)
+    limiter.pause(2.0)
+    wait: float = limiter.reserve() + limiter.pause_left()
+    stats: sp.RedisStats = backend.stats()
+    health: sp.HealthResult = sp.check_redis_health(backend)
+    critical: bool = health.critical
+    serializer: sp.Serializer = sp.PickleSerializer()
+    backend.close()
+    del digest, loaded, stored, deleted, wait, stats, critical, serializer
+
+    async def from_async() -> None:
+        async with sp.RedisBackend.from_url(url) as abackend:
+            atier = abackend.tier("tmdb")
+
+            async def load() -> dict[str, int]:
+                return {"id": 603}
+
+            got: sp.SharedLoad = await atier.aget_or_load(("movie", 603), load, ttl=60)
+            looked: sp.SharedLookup = await atier.alookup(("movie", 603))
+            await atier.aset(("movie", 603), 1, 60)
+            await atier.adelete(("movie", 603))
+            await atier.aclear()
+            await abackend.aflush()
+            alimiter = abackend.rate_limiter("tmdb", max_rps=40)
+            await alimiter.apause(1.0)
+            waited: float = await alimiter.areserve()
+            result: sp.HealthResult = await sp.async_check_redis_health(abackend)
+            del got, looked, waited, result
+
+    del from_async
 
 
 # --- seerrperf.flask --------------------------------------------------------------------

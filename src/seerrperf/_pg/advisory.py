@@ -34,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from seerrperf import _validate
 from seerrperf._errors import ConfigurationError, LockLost, LockTimeout
+from seerrperf._keys import encode_key, frame
 from seerrperf._locks import AsyncLock, KeyedLock, LockStats, waited, warn_statistics_renamed
 
 from .pool import AsyncConnection, SyncConnection
@@ -47,35 +48,12 @@ T = TypeVar("T")
 # --- key ids: the same in every process, machine and release ---------------------------
 
 
-def _frame(tag: bytes, payload: bytes) -> bytes:
-    # Tag and length make the encoding self-delimiting, hence injective.
-    return tag + str(len(payload)).encode() + b":" + payload
-
-
-def _encode_key(key: object) -> bytes:
-    if key is None:
-        return b"N"
-    if isinstance(key, bool):
-        return b"T" if key else b"F"
-    if isinstance(key, int):
-        n = int(key)
-        return _frame(b"i", n.to_bytes(n.bit_length() // 8 + 1, "big", signed=True))
-    if isinstance(key, str):
-        return _frame(b"s", key.encode("utf-8", "surrogatepass"))
-    if isinstance(key, bytes):
-        return _frame(b"b", bytes(key))
-    if isinstance(key, tuple):
-        return _frame(b"t", b"".join(_encode_key(item) for item in key))
-    raise ConfigurationError(
-        f"key must be str, int, bytes, bool, None or a tuple of those, got {type(key).__name__} "
-        "(an advisory-lock key must hash the same in every process)"
-    )
-
-
 def _advisory_key(namespace: str, key: object) -> int:
     # Python's hash() is randomised per process and PostgreSQL's hashtext()
     # may change between versions: a digest of a canonical encoding is neither.
-    payload = _frame(b"n", namespace.encode("utf-8", "surrogatepass")) + _encode_key(key)
+    payload = frame(b"n", namespace.encode("utf-8", "surrogatepass")) + encode_key(
+        key, "an advisory-lock key"
+    )
     digest = hashlib.blake2b(payload, digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 

@@ -65,6 +65,9 @@ class HealthResult:
         pool: ``psycopg_pool`` statistics taken after the check.
         component: Name used for the report's check key (``"postgres"``).
         checked_at: When the check ran (UTC).
+        critical: Whether the service fails without this component. A
+            non-critical component that is down (Redis beneath the caches)
+            makes :func:`health_report` answer ``warn`` with HTTP 200.
     """
 
     healthy: bool
@@ -74,6 +77,7 @@ class HealthResult:
     pool: Mapping[str, int] = field(default_factory=dict)
     component: str = "postgres"
     checked_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    critical: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -85,6 +89,7 @@ class HealthResult:
             "pool": dict(self.pool),
             "component": self.component,
             "checked_at": self.checked_at.isoformat(),
+            "critical": self.critical,
         }
 
 
@@ -230,17 +235,20 @@ def health_report(*results: HealthResult, version: str | None = None) -> HealthR
         version: Optional service version for the report's ``version`` field.
 
     Returns:
-        A :class:`HealthReport`: 200 when all results pass (and at least one
-        was given), 503 otherwise; never cacheable.
+        A :class:`HealthReport`: ``pass`` with 200 when all results pass (and
+        at least one was given); ``warn`` with 200 when only non-critical
+        components (``critical=False``, e.g. Redis) fail, whose checks then
+        say ``warn``; ``fail`` with 503 otherwise. Never cacheable.
     """
     checks: dict[str, list[dict[str, Any]]] = {}
     for result in results:
         when = result.checked_at.isoformat().replace("+00:00", "Z")
+        status = result.status if result.healthy or result.critical else "warn"
         entry: dict[str, Any] = {
             "componentType": "datastore",
             "observedValue": round(result.latency_ms, 3),
             "observedUnit": "ms",
-            "status": result.status,
+            "status": status,
             "time": when,
         }
         if result.error:
@@ -252,12 +260,14 @@ def health_report(*results: HealthResult, version: str | None = None) -> HealthR
                     "componentType": "datastore",
                     "observedValue": int(result.pool.get("pool_size", 0)),
                     "observedUnit": "connections",
-                    "status": result.status,
+                    "status": status,
                     "time": when,
                 }
             )
-    passing = bool(results) and all(r.healthy for r in results)
-    body: dict[str, Any] = {"status": "pass" if passing else "fail", "checks": checks}
+    passing = bool(results) and all(r.healthy for r in results if r.critical)
+    degraded = passing and not all(r.healthy for r in results)
+    overall = "warn" if degraded else "pass" if passing else "fail"
+    body: dict[str, Any] = {"status": overall, "checks": checks}
     if version is not None:
         body["version"] = version
     if not results:

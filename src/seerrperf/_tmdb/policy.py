@@ -1,4 +1,4 @@
-"""Pure parts of the TMDB client: TTL tiers, input checks, retry timing, image URLs.
+"""Pure parts of the TMDB client: TTL tiers, input checks, retry timing, peer text, image URLs.
 
 Nothing here does I/O, so it is tested without a network and shared by
 everything that talks to TMDB. Argument rules come from
@@ -9,6 +9,7 @@ paths form a tier, what an id, a page or a language code looks like).
 from __future__ import annotations
 
 import email.utils
+import functools
 import math
 import re
 import time
@@ -24,9 +25,12 @@ from seerrperf._errors import ConfigurationError
 
 __all__ = [
     "ENDPOINTS",
+    "IMAGE_BASE_URL",
     "IMAGE_SIZES",
     "TtlPolicy",
+    "image_base_from",
     "image_url",
+    "peer_text",
 ]
 
 HOUR: Final = 3600
@@ -282,20 +286,45 @@ def check_region(value: object, arg: str = "region") -> str:
     return value
 
 
+def _url_problem(value: str, *, relative: bool = False) -> str | None:
+    """What is wrong with ``value`` as a base URL, or ``None`` when nothing is.
+
+    An absolute http(s) URL with a host and a valid port, without query,
+    fragment or credentials, and without spaces or control characters (which
+    would split a request line or a header); with ``relative``, an absolute
+    path (``/img/``) is fine too.
+    """
+    if not value.isprintable() or any(char.isspace() for char in value):
+        return "must not contain spaces or control characters"
+    if "?" in value or "#" in value:  # an empty query or fragment is one too
+        return "must not hold a query or fragment"
+    if relative and value.startswith("/") and not value.startswith("//"):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return "must be an http(s) URL" + (" or a path starting with '/'" if relative else "")
+    try:
+        parts.port  # noqa: B018 -- urlsplit checks the port only when asked
+    except ValueError:
+        return "must have a port between 0 and 65535"
+    if parts.username is not None or parts.password is not None:
+        return "must not hold credentials"
+    return None
+
+
 def check_base_url(value: object) -> str:
     """Return an http(s) API root without a trailing slash.
 
     Raises:
-        ConfigurationError: not an http(s) URL with a host, or it holds a
-            query, a fragment or credentials.
+        ConfigurationError: not an http(s) URL with a host, a port out of
+            range, spaces or control characters (CR/LF), or it holds a query,
+            a fragment or credentials.
     """
     if not isinstance(value, str):
         raise ConfigurationError(f"base_url must be a string, got {type(value).__name__}")
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigurationError(f"base_url must be an http(s) URL, got {_validate.shown(value)}")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ConfigurationError("base_url must not hold a query, fragment or credentials")
+    problem = _url_problem(value)
+    if problem is not None:
+        raise ConfigurationError(f"base_url {problem}, got {_validate.shown(value)}")
     return value.rstrip("/")
 
 
@@ -365,24 +394,33 @@ def check_path(path: object) -> str:
 
 
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
-    """Parse a ``Retry-After`` header: delta-seconds or an HTTP-date.
+    """Parse a ``Retry-After`` header leniently: delta-seconds or an HTTP-date.
+
+    It comes from a peer, so nothing in it raises: a value that is neither
+    (``\xb2``, ``1.5``, ``-3``, an impossible date) reads as absent, and the
+    caller falls back to its backoff schedule.
 
     Returns:
-        Seconds to wait (>= 0), or None when absent or unparsable.
+        Seconds to wait (>= 0, possibly ``inf`` for an absurd number), or
+        None when absent or unparsable.
     """
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    # str.isdigit() alone accepts "\xb2" and other digits float() refuses.
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
     if when.tzinfo is None:
         return None
     current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    try:
+        return max(0.0, when.timestamp() - current)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, jitter: float) -> float:
@@ -396,9 +434,34 @@ def backoff_delay(attempt: int, *, base: float, cap: float, jitter: float) -> fl
     return step * (0.5 + jitter / 2)
 
 
+# --- text from TMDB ---------------------------------------------------------------------
+
+#: How much of a text from TMDB (a ``status_message``) a message may quote.
+PEER_TEXT_LIMIT: Final = 200
+
+
+def peer_text(text: str, limit: int = PEER_TEXT_LIMIT) -> str:
+    """Make a text from TMDB safe to quote in a message or a log line.
+
+    Control characters (CR, LF, ESC, NUL...), line and paragraph separators
+    and invisible format characters (bidi overrides) are escaped as
+    ``\\xNN`` / ``\\uNNNN``, so a quoted text can neither forge a log line nor
+    hide what it says; the result holds at most about ``limit`` characters of
+    the original, ``...`` marking a cut.
+    """
+    cut = text[:limit]
+    if not cut.isprintable():
+        cut = "".join(
+            char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+            for char in cut
+        )
+    return cut + "..." if len(text) > limit else cut
+
+
 # --- images ---------------------------------------------------------------------------
 
-IMAGE_BASE: Final = "https://image.tmdb.org/t/p"
+#: TMDB's image root (``images.secure_base_url`` of ``/configuration``).
+IMAGE_BASE_URL: Final = "https://image.tmdb.org/t/p/"
 IMAGE_SIZES: Final[frozenset[str]] = frozenset(
     {
         "w45",
@@ -432,16 +495,63 @@ def check_image(size: object, file_path: object) -> tuple[str, str]:
     return size, file_path
 
 
-def image_url(file_path: str, size: str = "w500") -> str:
-    """Build ``https://image.tmdb.org/t/p/{size}{file_path}``.
+@functools.lru_cache(maxsize=64)
+def _image_base(value: str) -> str | None:
+    """``value`` with a trailing slash if it can be an image root, else ``None``."""
+    if _url_problem(value, relative=True) is not None:
+        return None
+    return value if value.endswith("/") else value + "/"
+
+
+def check_image_base(value: object) -> str:
+    """Return an image root (absolute http(s) URL or absolute path) ending in ``/``.
+
+    Raises:
+        ConfigurationError: anything else (a query, a fragment, credentials,
+            spaces, control characters, a bad port).
+    """
+    if not isinstance(value, str):
+        raise ConfigurationError(f"base_url must be a string, got {type(value).__name__}")
+    checked = _image_base(value)
+    if checked is None:
+        raise ConfigurationError(
+            "base_url must be an http(s) URL or a path starting with '/', without query, "
+            f"fragment, credentials, spaces or control characters, got {_validate.shown(value)}"
+        )
+    return checked
+
+
+def image_base_from(configuration: Mapping[str, object]) -> str | None:
+    """The image root that TMDB's ``/configuration`` names, checked; ``None`` if unusable.
+
+    Reads ``images.secure_base_url`` (``images.base_url`` is plain http). The
+    value comes from a peer: it must be an absolute http(s) URL without query,
+    credentials, spaces or control characters, or it is not used.
+    """
+    images = configuration.get("images")
+    value = images.get("secure_base_url") if isinstance(images, Mapping) else None
+    if not isinstance(value, str) or value.startswith("/") or len(value) > 2048:
+        return None
+    return _image_base(value)
+
+
+def image_url(file_path: str, size: str = "w500", *, base_url: str = IMAGE_BASE_URL) -> str:
+    """Build ``{base_url}{size}{file_path}``, by default on ``https://image.tmdb.org/t/p/``.
 
     Args:
         file_path: A TMDB image path such as ``/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg``.
         size: One of TMDB's sizes (``w92`` ... ``original``).
+        base_url: The image root: TMDB's (the default), the one
+            ``TmdbClient.image_base_url()`` reads from ``/configuration``, or
+            your own image proxy (an absolute URL or a path such as
+            ``"/imageproxy/tmdb/t/p/"``); a missing trailing slash is added.
 
     Raises:
-        ConfigurationError: an unknown size, or a path that is not a single
-            ``/name.ext`` segment (no ``//``, ``://``, ``..`` or query string).
+        ConfigurationError: an unknown size, a path that is not a single
+            ``/name.ext`` segment (no ``//``, ``://``, ``..`` or query string),
+            or a ``base_url`` that is not an http(s) URL or absolute path, or
+            that holds a query, fragment, credentials, spaces or control
+            characters.
     """
     size, file_path = check_image(size, file_path)
-    return f"{IMAGE_BASE}/{size}{file_path}"
+    return f"{check_image_base(base_url)}{size}{file_path}"

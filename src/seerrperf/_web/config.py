@@ -32,7 +32,7 @@ DEFAULT_MAX_BODY_SIZE: Final = 1_048_576
 MAX_HEALTH_TIMEOUT: Final = 60.0
 
 TMDB_OPTIONS: Final = frozenset(
-    {"timeout", "max_retries", "max_rps", "max_retry_after", "language", "region"}
+    {"timeout", "max_retries", "max_rps", "max_retry_after", "max_body_bytes", "language", "region"}
 )
 """TMDB client arguments ``tmdb_options`` may set; the rest have fields of their own."""
 

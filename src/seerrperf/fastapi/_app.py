@@ -32,7 +32,7 @@ from seerrperf._pg import (
     health_report,
 )
 from seerrperf._stats import collect_stats
-from seerrperf._tmdb import TmdbClient, TtlPolicy
+from seerrperf._tmdb import AsyncTmdbClient, TtlPolicy
 from seerrperf._web import IntegrationConfig
 from seerrperf._web.config import DEFAULT_MAX_BODY_SIZE
 
@@ -56,7 +56,7 @@ class _Running:
 
     config: IntegrationConfig
     pool: AsyncConnectionPool[AsyncConnection]
-    tmdb: TmdbClient | None
+    tmdb: AsyncTmdbClient | None
     lock: AsyncLock
     advisory_lock: AsyncPgAdvisoryLock
 
@@ -85,7 +85,7 @@ class Seerrperf:
             :meth:`TtlPolicy.by_volatility() <seerrperf.TtlPolicy.by_volatility>`.
         tmdb_cache_size: Entries of the ``tmdb`` cache if this creates it
             (10,000 by default).
-        tmdb_options: Further :class:`~seerrperf.TmdbClient` arguments:
+        tmdb_options: Further :class:`~seerrperf.AsyncTmdbClient` arguments:
             ``timeout``, ``max_retries``, ``max_rps``, ``max_retry_after``,
             ``language``, ``region``; checked by the client when the app starts.
         caches: The :class:`~seerrperf.CacheManager` to use (e.g.
@@ -204,7 +204,7 @@ class Seerrperf:
         return self._current().pool
 
     @property
-    def tmdb(self) -> TmdbClient:
+    def tmdb(self) -> AsyncTmdbClient:
         """The TMDB client.
 
         Raises:
@@ -322,10 +322,10 @@ class Seerrperf:
         async with AsyncExitStack() as stack:
             pool = async_pool_factory(**config.pool_arguments())
             await stack.enter_async_context(pool)
-            tmdb: TmdbClient | None = None
+            tmdb: AsyncTmdbClient | None = None
             if config.has_tmdb:
                 tmdb = await stack.enter_async_context(
-                    TmdbClient(**config.tmdb_arguments(self._caches))
+                    AsyncTmdbClient(**config.tmdb_arguments(self._caches))
                 )
             self._running = _Running(
                 config=config,

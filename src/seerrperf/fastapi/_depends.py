@@ -15,7 +15,7 @@ from seerrperf._cache import CacheManager
 from seerrperf._errors import ConfigurationError, SeerrperfError
 from seerrperf._locks import AsyncLock
 from seerrperf._pg import AsyncConnection, AsyncPgAdvisoryLock
-from seerrperf._tmdb import TmdbClient
+from seerrperf._tmdb import AsyncTmdbClient
 
 from ._app import STATE_KEY, Seerrperf
 
@@ -37,7 +37,7 @@ def _pool(connection: HTTPConnection) -> AsyncConnectionPool[AsyncConnection]:
     return _seerrperf(connection).pool
 
 
-def _tmdb(connection: HTTPConnection) -> TmdbClient:
+def _tmdb(connection: HTTPConnection) -> AsyncTmdbClient:
     return _seerrperf(connection).tmdb
 
 
@@ -56,8 +56,8 @@ def _advisory_lock(connection: HTTPConnection) -> AsyncPgAdvisoryLock:
 Pool = Annotated[AsyncConnectionPool[AsyncConnection], Depends(_pool)]
 """The app's open ``psycopg_pool.AsyncConnectionPool``: ``async def route(pool: Pool)``."""
 
-Tmdb = Annotated[TmdbClient, Depends(_tmdb)]
-"""The app's :class:`~seerrperf.TmdbClient` (cached, coalesced, rate-limited)."""
+Tmdb = Annotated[AsyncTmdbClient, Depends(_tmdb)]
+"""The app's :class:`~seerrperf.AsyncTmdbClient` (cached, coalesced, rate-limited)."""
 
 Caches = Annotated[CacheManager, Depends(_caches)]
 """The app's :class:`~seerrperf.CacheManager`."""

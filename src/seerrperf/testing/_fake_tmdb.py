@@ -5,7 +5,9 @@ of the request. This module adds what a real upstream does to a client:
 authentication, latency, errors, rate limiting and outages -- each a knob
 that can be set at construction and changed while requests run -- plus
 request counters. It serves through an ``httpx.MockTransport`` or a real
-HTTP/1.1 server on 127.0.0.1.
+HTTP/1.1 server on 127.0.0.1, from async code (:meth:`FakeTmdb.serve`) or
+from sync code, on an event loop of its own in a thread
+(:meth:`FakeTmdb.serve_in_thread`).
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import contextlib
 import hmac
 import json
 import random
+import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
+import anyio.from_thread
 import cachetools
 import httpx
 
@@ -203,6 +207,8 @@ class FakeTmdb:
         self._jitter_rng = random.Random(f"{seed}:jitter")
         self._sleep = sleep
         self._in_flight = 0
+        # The counters are read from other threads when serve_in_thread() is used.
+        self._counters_lock = threading.Lock()
         self.reset_counters()
 
     def __repr__(self) -> str:
@@ -236,25 +242,28 @@ class FakeTmdb:
         Returns:
             The counters as they are now; later requests do not change it.
         """
-        return FakeTmdbStats(
-            total_requests=self._total,
-            requests_by_path=Counter(self._by_path),
-            responses_by_status=Counter(self._by_status),
-            in_flight=self._in_flight,
-            peak_in_flight=self._peak_in_flight,
-            connections=self._connections,
-        )
+        with self._counters_lock:
+            return FakeTmdbStats(
+                total_requests=self._total,
+                requests_by_path=Counter(self._by_path),
+                responses_by_status=Counter(self._by_status),
+                in_flight=self._in_flight,
+                peak_in_flight=self._peak_in_flight,
+                connections=self._connections,
+            )
 
     def reset_counters(self) -> None:
         """Zero the counters (requests still in flight stay counted as in flight)."""
-        self._total = 0
-        self._by_path: Counter[str] = Counter()
-        self._by_status: Counter[int] = Counter()
-        self._peak_in_flight = self._in_flight
-        self._connections = 0
+        with self._counters_lock:
+            self._total = 0
+            self._by_path: Counter[str] = Counter()
+            self._by_status: Counter[int] = Counter()
+            self._peak_in_flight = self._in_flight
+            self._connections = 0
 
     def _count_connection(self) -> None:
-        self._connections += 1
+        with self._counters_lock:
+            self._connections += 1
 
     # ------------------------------------------------------------ serving
 
@@ -294,6 +303,29 @@ class FakeTmdb:
         async with HttpServer(self._handle_http, on_connection=self._count_connection) as origin:
             yield origin + _API_PREFIX
 
+    @contextlib.contextmanager
+    def serve_in_thread(self) -> Iterator[str]:
+        """:meth:`serve` for sync code: the server runs on its own event loop in a thread.
+
+        For tests of threaded apps and of the sync ``TmdbClient``::
+
+            with FakeTmdb(latency=0.02).serve_in_thread() as base_url:
+                with TmdbClient(api_key="k", base_url=base_url) as tmdb:
+                    tmdb.get_movie(603)
+
+        The counters may be read from any thread meanwhile. A process forked
+        inside the block can make requests to it (the server stays in the
+        parent). Leaving the block stops the server and its thread.
+
+        Yields:
+            The API base URL, ``"http://127.0.0.1:PORT/3"``.
+        """
+        with (
+            anyio.from_thread.start_blocking_portal() as portal,
+            portal.wrap_async_context_manager(self.serve()) as base_url,
+        ):
+            yield base_url
+
     async def _handle_http(self, method: str, target: str, headers: Mapping[str, str]) -> Reply:
         host = headers.get("host")
         images = f"http://{host}{_IMAGES_PREFIX}" if host else TMDB_IMAGES_BASE_URL
@@ -306,21 +338,24 @@ class FakeTmdb:
     ) -> Reply:
         url = urlsplit(target)
         path = unquote(url.path).rstrip("/") or "/"
-        self._total += 1
-        self._by_path[path] += 1
+        with self._counters_lock:
+            self._total += 1
+            self._by_path[path] += 1
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
         # Drawn for every request, so a seed gives the same sequence whatever
         # the knobs were set to.
         error_draw = self._error_rng.random()
         delay = self.latency + self.jitter * self._jitter_rng.random()
-        self._in_flight += 1
-        self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
         try:
             if delay > 0:
                 await self._sleep(delay)
         finally:
-            self._in_flight -= 1
+            with self._counters_lock:
+                self._in_flight -= 1
         reply = self._reply(method, path, url.query, authorization, images_base_url, error_draw)
-        self._by_status[reply.status] += 1
+        with self._counters_lock:
+            self._by_status[reply.status] += 1
         return reply
 
     def _reply(
