@@ -417,7 +417,8 @@ def flask_app() -> None:
     from seerrperf.flask import PerProcess, Seerrperf, json_response
 
     app = Flask(__name__)
-    app.config.update(SEERRPERF_DATABASE_URL="postgresql://db/app", SEERRPERF_LOCK="local")
+    app.config["SEERRPERF_DATABASE_URL"] = "postgresql://db/app"
+    app.config["SEERRPERF_LOCK"] = "local"
     sp = Seerrperf(app, caches=CacheManager.seerr())
     later = Seerrperf()
     later.init_app(Flask("other"))
