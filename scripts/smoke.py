@@ -77,10 +77,13 @@ async def fastapi_app() -> None:
 
 def flask_app() -> None:
     """seerrperf.flask from the wheel: the error contract, without a database."""
+    import logging
+
     from flask import Flask
 
     from seerrperf.flask import Seerrperf
 
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)  # it cannot connect: on purpose
     app = Flask("smoke")
     app.config["SEERRPERF_DATABASE_URL"] = "postgresql://app@localhost:9/app"  # never reached
     app.config["SEERRPERF_HEALTH_TIMEOUT"] = 0.5

@@ -66,9 +66,11 @@ class WsgiGuard:
     def __init__(
         self, app: WsgiApp, *, max_body_size: int | None, relative_redirects: bool = True
     ) -> None:
-        self.app = _validate.function("app", app, "a WSGI app")
-        self.max_body_size = None if max_body_size is None else BodyCounter(max_body_size).limit
-        self.relative_redirects = _validate.flag("relative_redirects", relative_redirects)
+        self.app: WsgiApp = _validate.function("app", app, "a WSGI app")
+        self.max_body_size: int | None = (
+            None if max_body_size is None else BodyCounter(max_body_size).limit
+        )
+        self.relative_redirects: bool = _validate.flag("relative_redirects", relative_redirects)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if self.max_body_size is not None:
