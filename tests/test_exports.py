@@ -9,6 +9,7 @@ import seerrperf.testing
 
 EXPECTED = {
     "AsyncLock",
+    "AsyncTunedConnectionPool",
     "BatchLoader",
     "BatchLoaderStats",
     "CacheControl",
@@ -25,7 +26,11 @@ EXPECTED = {
     "LockTimeout",
     "NamedCache",
     "PgAdvisoryLock",
+    "PoolConfigurationError",
+    "PoolForkedError",
     "PoolSettings",
+    "PoolStats",
+    "QueryTimeout",
     "SeerrperfError",
     "TmdbAuthError",
     "TmdbClient",
@@ -36,6 +41,7 @@ EXPECTED = {
     "TmdbStats",
     "TmdbUnavailable",
     "TtlPolicy",
+    "TunedConnectionPool",
     "__version__",
     "async_check_database_health",
     "async_pool_factory",

@@ -13,6 +13,9 @@ from ._errors import (
     ConfigurationError,
     HeaderParseError,
     LockTimeout,
+    PoolConfigurationError,
+    PoolForkedError,
+    QueryTimeout,
     SeerrperfError,
     TmdbAuthError,
     TmdbError,
@@ -34,10 +37,13 @@ from ._headers import (
 )
 from ._lock import AsyncLock, LockStats
 from ._pg import (
+    AsyncTunedConnectionPool,
     HealthReport,
     HealthResult,
     PgAdvisoryLock,
     PoolSettings,
+    PoolStats,
+    TunedConnectionPool,
     async_check_database_health,
     async_pool_factory,
     check_database_health,
@@ -61,6 +67,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AsyncLock",
+    "AsyncTunedConnectionPool",
     "BatchLoader",
     "BatchLoaderStats",
     "CacheControl",
@@ -77,7 +84,11 @@ __all__ = [
     "LockTimeout",
     "NamedCache",
     "PgAdvisoryLock",
+    "PoolConfigurationError",
+    "PoolForkedError",
     "PoolSettings",
+    "PoolStats",
+    "QueryTimeout",
     "SeerrperfError",
     "TmdbAuthError",
     "TmdbClient",
@@ -88,6 +99,7 @@ __all__ = [
     "TmdbStats",
     "TmdbUnavailable",
     "TtlPolicy",
+    "TunedConnectionPool",
     "__version__",
     "async_check_database_health",
     "async_pool_factory",

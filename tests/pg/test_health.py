@@ -190,13 +190,13 @@ async def test_a_pool_of_the_other_kind_is_a_configuration_error() -> None:
         check_database_health(async_pool)  # type: ignore[arg-type]
     assert str(info.value) == (
         "pool must be a psycopg_pool.ConnectionPool (an AsyncConnectionPool needs "
-        "async_check_database_health), got AsyncConnectionPool"
+        "async_check_database_health), got AsyncTunedConnectionPool"
     )
     with pytest.raises(ConfigurationError) as info:
         await async_check_database_health(sync_pool)  # type: ignore[arg-type]
     assert str(info.value) == (
         "pool must be a psycopg_pool.AsyncConnectionPool (a ConnectionPool needs "
-        "check_database_health), got ConnectionPool"
+        "check_database_health), got TunedConnectionPool"
     )
     with pytest.raises(ConfigurationError, match="got str"):
         check_database_health("postgresql://localhost/db")  # type: ignore[arg-type]

@@ -1,0 +1,183 @@
+"""When a pool may open one more connection: growth that fits the server.
+
+psycopg_pool grows eagerly: whenever a request has to queue it opens another
+connection, up to ``max_size``. When the queue comes from many short requests
+on a server (and a client) that are already busy, every extra connection is
+one more process competing for the same cores: throughput falls, and each
+connection opened during the burst costs the server a fork. A bigger pool
+helps only when connections are the bottleneck, not the work behind them.
+
+:class:`Growth` decides, with no I/O, how many connections the pool may have
+(its *limit*, which the pool applies as psycopg_pool's ``max_size``, so
+psycopg_pool never grows past it on its own). The pool asks it while
+requests wait, every ``grow_after`` seconds:
+
+1. It starts at ``min_size`` (at least one). Nothing grows unless a request
+   has been waiting for ``grow_after`` seconds (the pool is full and requests
+   queue).
+2. **Slow holders**: if a connection in use has been held for ``grow_after``
+   too, the queue waits on slow work (long queries, long transactions, a
+   caller holding one connection while it asks for another) that more
+   connections run side by side: one connection is added.
+3. **Probe**: otherwise every holder is quick, and more connections help only
+   if the server has room to spare. One connection is added as a probe: the
+   median hold time of the last :data:`WINDOW` checkouts before it is compared
+   with the median of the next :data:`WINDOW` once it is open. If holds got
+   longer by more than half of what a saturated server shows (``(n + 1) /
+   n``), the connection bought nothing: no probe goes past that size again
+   for :data:`CEILING_MEMORY` ``x max_idle`` seconds.
+4. **One at a time**: nothing is added while a connection is being opened.
+5. **Shrinking** stays psycopg_pool's: a connection above ``min_size``
+   unused for ``max_idle`` seconds is closed. Every ``max_idle`` seconds the
+   limit comes down to what the pool still has, so the next burst is judged
+   afresh.
+
+``grow_after=0`` turns the rule off: the limit is ``max_size`` from the
+start, and psycopg_pool grows as it always does.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from dataclasses import dataclass
+
+__all__ = ["CEILING_MEMORY", "WINDOW", "Growth", "Sizes"]
+
+WINDOW = 24
+"""Checkouts whose hold times make one median in a probe."""
+
+CEILING_MEMORY = 10
+"""A probe that bought nothing is remembered for this many ``max_idle`` periods."""
+
+_PROBE_TOLERANCE = 0.5  # share of the saturated rise in hold time still counted as a gain
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """What the pool has now: psycopg_pool's count and the connections really open."""
+
+    managed: int  # psycopg_pool's pool_size: open, in use, or being opened
+    open: int  # idle in the pool plus checked out
+
+
+class Growth:
+    """The growth rule of one pool (see the module docstring). Not thread-safe
+    by itself: the pool calls it under its own lock."""
+
+    __slots__ = (
+        "_base",
+        "_ceiling",
+        "_ceiling_until",
+        "_holds",
+        "_probe_from",
+        "_probe_holds",
+        "grow_after",
+        "grows",
+        "limit",
+        "max_idle",
+        "max_size",
+        "min_size",
+    )
+
+    def __init__(self, min_size: int, max_size: int, grow_after: float, max_idle: float) -> None:
+        self.min_size = min_size
+        self.max_size = max_size
+        self.grow_after = grow_after
+        self.max_idle = max_idle
+        self.limit = self._floor() if self.enabled else max_size
+        self.grows = 0
+        self._holds: deque[float] = deque(maxlen=WINDOW)
+        self._probe_from: int | None = None  # the limit a running probe started from
+        self._base = 0.0  # median hold before the probe
+        self._probe_holds: list[float] = []
+        self._ceiling: int | None = None
+        self._ceiling_until = float("-inf")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the rule is on (``grow_after > 0``)."""
+        return self.grow_after > 0
+
+    @property
+    def probing(self) -> bool:
+        """Whether a probe is being measured."""
+        return self._probe_from is not None
+
+    def _floor(self) -> int:
+        return max(1, self.min_size)
+
+    def resize(self, min_size: int, max_size: int) -> int:
+        """New bounds (the user called ``pool.resize``); return the limit to apply."""
+        self.min_size, self.max_size = min_size, max_size
+        self.limit = min(max(self.limit, self._floor()), max_size) if self.enabled else max_size
+        return self.limit
+
+    def returned(self, held: float) -> None:
+        """Record how long a connection was held by the checkout that just ended."""
+        self._holds.append(held)
+        if self._probe_from is not None and len(self._probe_holds) < WINDOW:
+            self._probe_holds.append(held)
+
+    def decide(self, waited: float, oldest_hold: float, sizes: Sizes, now: float) -> int | None:
+        """Return the new limit when one connection is to be added, else ``None``.
+
+        Args:
+            waited: How long the longest-waiting request has waited so far.
+            oldest_hold: How long the longest-held connection in use has been out.
+            sizes: The pool's connections now.
+            now: The pool's clock.
+        """
+        if not self.enabled or waited < self.grow_after or self.limit >= self.max_size:
+            return None
+        if sizes.managed < self.limit or sizes.open < sizes.managed:
+            if self._probe_from is not None:
+                self._probe_holds.clear()  # count only what ran with the new connection open
+            return None  # a connection is being opened: one at a time
+        if oldest_hold >= self.grow_after:
+            self._probe_from = None  # slow holders decide, whatever a probe would say
+            return self._grow()
+        if self._probe_from is not None:
+            self._judge_probe(now)
+            return None
+        if self._ceiling is not None and now < self._ceiling_until and self.limit >= self._ceiling:
+            return None
+        if len(self._holds) < WINDOW:
+            return None
+        self._probe_from = self.limit
+        self._base = statistics.median(self._holds)
+        self._probe_holds = []
+        return self._grow()
+
+    def _judge_probe(self, now: float) -> None:
+        start = self._probe_from
+        assert start is not None
+        if len(self._probe_holds) < WINDOW:
+            return
+        after = statistics.median(self._probe_holds)
+        saturated_rise = (start + 1) / start
+        self._probe_from = None
+        if after > self._base * (1 + _PROBE_TOLERANCE * (saturated_rise - 1)):
+            # Hold times rose with the connection: the server had no room for it.
+            self._ceiling = start
+            self._ceiling_until = now + CEILING_MEMORY * self.max_idle
+
+    def idle(self) -> None:
+        """Nobody waits any more: a running probe has nothing left to measure."""
+        self._probe_from = None
+
+    def decay(self, managed: int) -> int | None:
+        """Every ``max_idle``: bring the limit down to what the pool still has.
+
+        Returns:
+            The new limit when it changes, else ``None``.
+        """
+        if not self.enabled or managed >= self.limit:
+            return None
+        self.limit = max(self._floor(), managed)
+        return self.limit
+
+    def _grow(self) -> int:
+        self.grows += 1
+        self.limit += 1
+        return self.limit
