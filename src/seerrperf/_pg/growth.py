@@ -15,10 +15,14 @@ requests wait, every ``grow_after`` seconds:
 1. It starts at ``min_size`` (at least one). Nothing grows unless a request
    has been waiting for ``grow_after`` seconds (the pool is full and requests
    queue).
-2. **Slow holders**: if a connection in use has been held for ``grow_after``
-   too, the queue waits on slow work (long queries, long transactions, a
-   caller holding one connection while it asks for another) that more
-   connections run side by side: one connection is added.
+2. **Slow holders**: if the same connection has been held for ``grow_after``
+   and for :data:`SLOW_HOLD` times the median hold of recent checkouts at two
+   beats in a row, the queue waits on slow work (long queries, long
+   transactions, a caller holding one connection while it asks for another)
+   that more connections run side by side: one connection is added. When
+   every hold is long because the server or the client is saturated, none
+   stands out; when the process merely stalled (a busy machine), the stalled
+   holder is gone by the next beat.
 3. **Probe**: otherwise every holder is quick, and more connections help only
    if the server has room to spare. One connection is added as a probe: the
    median hold time of the last :data:`WINDOW` checkouts before it is compared
@@ -42,10 +46,13 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["CEILING_MEMORY", "WINDOW", "Growth", "Sizes"]
+__all__ = ["CEILING_MEMORY", "SLOW_HOLD", "WINDOW", "Growth", "Sizes"]
 
 WINDOW = 24
 """Checkouts whose hold times make one median in a probe."""
+
+SLOW_HOLD = 4
+"""A hold this many times the recent median (and at least ``grow_after``) is slow."""
 
 CEILING_MEMORY = 10
 """A probe that bought nothing is remembered for this many ``max_idle`` periods."""
@@ -72,12 +79,15 @@ class Growth:
         "_holds",
         "_probe_from",
         "_probe_holds",
+        "_slow_holder",
         "grow_after",
         "grows",
         "limit",
         "max_idle",
         "max_size",
         "min_size",
+        "note",
+        "reason",
     )
 
     def __init__(self, min_size: int, max_size: int, grow_after: float, max_idle: float) -> None:
@@ -87,12 +97,15 @@ class Growth:
         self.max_idle = max_idle
         self.limit = self._floor() if self.enabled else max_size
         self.grows = 0
+        self.reason = ""  # why the limit last rose, for the pool's log
+        self.note = ""  # what the last probe found, for the pool's log
         self._holds: deque[float] = deque(maxlen=WINDOW)
         self._probe_from: int | None = None  # the limit a running probe started from
         self._base = 0.0  # median hold before the probe
         self._probe_holds: list[float] = []
         self._ceiling: int | None = None
         self._ceiling_until = float("-inf")
+        self._slow_holder: object = None  # the holder that looked slow at the last beat
 
     @property
     def enabled(self) -> bool:
@@ -119,12 +132,16 @@ class Growth:
         if self._probe_from is not None and len(self._probe_holds) < WINDOW:
             self._probe_holds.append(held)
 
-    def decide(self, waited: float, oldest_hold: float, sizes: Sizes, now: float) -> int | None:
+    def decide(
+        self, waited: float, holder: object, oldest_hold: float, sizes: Sizes, now: float
+    ) -> int | None:
         """Return the new limit when one connection is to be added, else ``None``.
 
         Args:
             waited: How long the longest-waiting request has waited so far.
-            oldest_hold: How long the longest-held connection in use has been out.
+            holder: Identifies the longest-held connection in use (any
+                hashable; ``None`` when none is out).
+            oldest_hold: How long that connection has been out.
             sizes: The pool's connections now.
             now: The pool's clock.
         """
@@ -134,9 +151,19 @@ class Growth:
             if self._probe_from is not None:
                 self._probe_holds.clear()  # count only what ran with the new connection open
             return None  # a connection is being opened: one at a time
-        if oldest_hold >= self.grow_after:
+        typical = statistics.median(self._holds) if self._holds else 0.0
+        slow = holder is not None and oldest_hold >= max(self.grow_after, SLOW_HOLD * typical)
+        seen_before, self._slow_holder = self._slow_holder, holder if slow else None
+        if slow and holder == seen_before:
             self._probe_from = None  # slow holders decide, whatever a probe would say
+            self._slow_holder = None
+            self.reason = (
+                f"a connection has been held {oldest_hold * 1000:.0f} ms "
+                f"(recent median {typical * 1000:.1f} ms) while requests wait"
+            )
             return self._grow()
+        if slow:
+            return None  # slow at this beat only so far: wait for the next
         if self._probe_from is not None:
             self._judge_probe(now)
             return None
@@ -145,8 +172,9 @@ class Growth:
         if len(self._holds) < WINDOW:
             return None
         self._probe_from = self.limit
-        self._base = statistics.median(self._holds)
+        self._base = typical
         self._probe_holds = []
+        self.reason = "probe: requests wait on quick holders; measuring whether one more helps"
         return self._grow()
 
     def _judge_probe(self, now: float) -> None:
@@ -157,14 +185,22 @@ class Growth:
         after = statistics.median(self._probe_holds)
         saturated_rise = (start + 1) / start
         self._probe_from = None
+        holds = f"median hold {self._base * 1000:.2f} -> {after * 1000:.2f} ms"
         if after > self._base * (1 + _PROBE_TOLERANCE * (saturated_rise - 1)):
             # Hold times rose with the connection: the server had no room for it.
             self._ceiling = start
             self._ceiling_until = now + CEILING_MEMORY * self.max_idle
+            self.note = (
+                f"probe from {start} to {start + 1} connections bought nothing ({holds}); "
+                f"no probe past {start + 1} for {CEILING_MEMORY * self.max_idle:g} s"
+            )
+        else:
+            self.note = f"probe from {start} to {start + 1} connections helped ({holds})"
 
     def idle(self) -> None:
         """Nobody waits any more: a running probe has nothing left to measure."""
         self._probe_from = None
+        self._slow_holder = None
 
     def decay(self, managed: int) -> int | None:
         """Every ``max_idle``: bring the limit down to what the pool still has.

@@ -14,7 +14,9 @@ query. The waits themselves run in real time: psycopg_pool's checkout wait and
 the watchdog's timer thread count the remainder the clock gave them.
 
 ``health_report`` turns results into an ``application/health+json`` response
-(draft-inadarei-api-health-check).
+(draft-inadarei-api-health-check). It is always valid JSON: a latency that
+is not a finite number (a broken clock) is reported as ``null``, never as
+``NaN``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,9 +34,11 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from seerrperf import _validate
+from seerrperf._errors import ConfigurationError, SeerrperfError
 from seerrperf._redact import dsn_secrets, redact
 from seerrperf._runtime import Clock
 
+from .pool import AsyncTunedConnectionPool, TunedConnectionPool
 from .watchdog import Watchdog, deadline_scope
 
 __all__ = [
@@ -49,6 +54,7 @@ logger = logging.getLogger("seerrperf.health")
 HEALTH_CONTENT_TYPE = "application/health+json"
 _QUERY = "SELECT 1"
 _MAX_ERROR_LENGTH = 200
+_MAX_OWN_ERROR_LENGTH = 600  # seerrperf's own errors name the cause and the fix: keep them whole
 _ASYNC_TWIN = "an AsyncConnectionPool needs async_check_database_health"
 _SYNC_TWIN = "a ConnectionPool needs check_database_health"
 
@@ -62,9 +68,15 @@ class HealthResult:
         status: ``"pass"`` or ``"fail"`` (the health+json vocabulary).
         latency_ms: Time from the start of the check to its outcome.
         error: A short, password-free reason when unhealthy.
-        pool: ``psycopg_pool`` statistics taken after the check.
+        pool: ``psycopg_pool`` statistics taken after the check (true figures
+            for seerrperf's pools: see :class:`~seerrperf.PoolStats`).
         component: Name used for the report's check key (``"postgres"``).
         checked_at: When the check ran (UTC).
+        statement_timeout_ms: The ``statement_timeout`` the server applies to
+            the pool's statements (``0`` = none), when the pool knows it
+            (seerrperf's pools do); ``None`` otherwise.
+        warning: A concern that does not make the check fail, e.g. a server
+            that does not enforce the pool's timeouts behind PgBouncer.
     """
 
     healthy: bool
@@ -74,18 +86,30 @@ class HealthResult:
     pool: Mapping[str, int] = field(default_factory=dict)
     component: str = "postgres"
     checked_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    statement_timeout_ms: int | None = None
+    warning: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
+        """Return a JSON-ready dict (a latency that is not finite is ``None``)."""
         return {
             "healthy": self.healthy,
             "status": self.status,
-            "latency_ms": round(self.latency_ms, 3),
+            "latency_ms": _finite_ms(self.latency_ms),
             "error": self.error,
             "pool": dict(self.pool),
             "component": self.component,
             "checked_at": self.checked_at.isoformat(),
+            "statement_timeout_ms": self.statement_timeout_ms,
+            "warning": self.warning,
         }
+
+
+def _finite_ms(value: float) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return round(number, 3) if math.isfinite(number) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +127,8 @@ class HealthReport:
     body: Mapping[str, Any]
 
     def json(self) -> str:
-        """Return the body serialised as compact JSON."""
-        return json.dumps(self.body, separators=(",", ":"), sort_keys=True)
+        """Return the body serialised as compact JSON (never ``NaN`` or ``Infinity``)."""
+        return json.dumps(self.body, separators=(",", ":"), sort_keys=True, allow_nan=False)
 
 
 class _Check:
@@ -124,6 +148,10 @@ class _Check:
         self.timeout = _validate.duration("timeout", timeout, allow_zero=False)
         self.clock = _validate.function("clock", clock, "a clock like time.monotonic")
         self.start = clock()
+        if not isinstance(self.start, int | float) or not math.isfinite(self.start):
+            raise ConfigurationError(
+                f"clock must return a finite number of seconds, got {_validate.shown(self.start)}"
+            )
         self.deadline = self.start + self.timeout
         self.secrets = dsn_secrets(pool.conninfo) if isinstance(pool.conninfo, str) else ()
 
@@ -140,18 +168,37 @@ class _Check:
         stats = self.pool.get_stats()
         if message is not None:
             logger.warning("database health check failed: %s", message)
+        statement_ms, warning = _server_timeouts(self.pool)
         return HealthResult(
             healthy=message is None,
             status="pass" if message is None else "fail",
             latency_ms=latency,
             error=message,
             pool=stats,
+            statement_timeout_ms=statement_ms,
+            warning=warning,
         )
 
     def _describe(self, error: BaseException) -> str:
         text = " ".join(str(error).split()) or "no details"
         text = redact(f"{type(error).__name__}: {text}", self.secrets)
-        return text[:_MAX_ERROR_LENGTH]
+        own = isinstance(error, SeerrperfError)
+        return text[: _MAX_OWN_ERROR_LENGTH if own else _MAX_ERROR_LENGTH]
+
+
+def _server_timeouts(pool: object) -> tuple[int | None, str | None]:
+    """What a seerrperf pool knows the server enforces, and a warning when it falls short."""
+    if not isinstance(pool, TunedConnectionPool | AsyncTunedConnectionPool):
+        return None, None
+    stats = pool.stats()
+    if stats.server_timeouts_enforced is not False:
+        return stats.statement_timeout_ms, None
+    return stats.statement_timeout_ms, (
+        "the server does not enforce the pool's timeouts (statement_timeout "
+        f"{stats.statement_timeout_ms} ms, idle_in_transaction_session_timeout "
+        f"{stats.idle_in_transaction_timeout_ms} ms; 0 = off): set them on the role "
+        "(ALTER ROLE ... SET statement_timeout) or in PgBouncer's connect_query"
+    )
 
 
 def check_database_health(
@@ -212,7 +259,7 @@ async def async_check_database_health(
         with deadline_scope(check.deadline, check.clock):
             async with pool.connection(timeout=check.remaining()) as conn:
                 error: psycopg.Error | None = None
-                with Watchdog(conn, check.remaining()) as dog:
+                with Watchdog(conn, check.remaining(), on_loop=True) as dog:
                     try:
                         await (await conn.execute(_QUERY)).fetchone()
                     except psycopg.Error as exc:
@@ -231,14 +278,15 @@ def health_report(*results: HealthResult, version: str | None = None) -> HealthR
 
     Returns:
         A :class:`HealthReport`: 200 when all results pass (and at least one
-        was given), 503 otherwise; never cacheable.
+        was given), 503 otherwise; never cacheable. The body's ``status`` is
+        ``"warn"`` (still 200) when a passing result carries a warning.
     """
     checks: dict[str, list[dict[str, Any]]] = {}
     for result in results:
         when = result.checked_at.isoformat().replace("+00:00", "Z")
         entry: dict[str, Any] = {
             "componentType": "datastore",
-            "observedValue": round(result.latency_ms, 3),
+            "observedValue": _finite_ms(result.latency_ms),
             "observedUnit": "ms",
             "status": result.status,
             "time": when,
@@ -246,6 +294,17 @@ def health_report(*results: HealthResult, version: str | None = None) -> HealthR
         if result.error:
             entry["output"] = result.error
         checks.setdefault(f"{result.component}:responseTime", []).append(entry)
+        if result.statement_timeout_ms is not None or result.warning:
+            timeout_entry: dict[str, Any] = {
+                "componentType": "datastore",
+                "observedValue": result.statement_timeout_ms,
+                "observedUnit": "ms",
+                "status": "warn" if result.warning else "pass",
+                "time": when,
+            }
+            if result.warning:
+                timeout_entry["output"] = result.warning
+            checks.setdefault(f"{result.component}:statementTimeout", []).append(timeout_entry)
         if result.pool:
             checks.setdefault(f"{result.component}:connections", []).append(
                 {
@@ -257,7 +316,9 @@ def health_report(*results: HealthResult, version: str | None = None) -> HealthR
                 }
             )
     passing = bool(results) and all(r.healthy for r in results)
-    body: dict[str, Any] = {"status": "pass" if passing else "fail", "checks": checks}
+    warned = any(r.warning for r in results)
+    status = ("warn" if warned else "pass") if passing else "fail"
+    body: dict[str, Any] = {"status": status, "checks": checks}
     if version is not None:
         body["version"] = version
     if not results:

@@ -651,7 +651,7 @@ class _PoolCore:
             if since is not None:
                 self.growth.returned(now - since)
 
-    def tick(self, sizes: Callable[[], Sizes]) -> tuple[int | None, float | None]:
+    def tick(self, name: str, sizes: Callable[[], Sizes]) -> tuple[int | None, float | None]:
         """One beat of the growth ticker.
 
         Returns:
@@ -668,8 +668,15 @@ class _PoolCore:
             waited = now - min(self.waiters.values())
             if waited < grow_after:
                 return None, grow_after - waited
-            oldest_hold = now - min(self.out.values(), default=now)
-            return self.growth.decide(waited, oldest_hold, sizes(), now), grow_after
+            holder, since = min(self.out.items(), key=_second, default=(None, now))
+            growth = self.growth
+            limit = growth.decide(waited, holder, now - since, sizes(), now)
+            reason, note, growth.note = growth.reason, growth.note, ""
+        if note:
+            logger.info("pool %r: %s", name, note)
+        if limit is not None:
+            logger.info("pool %r grows to %d connections: %s", name, limit, reason)
+        return limit, grow_after
 
     def decay(self, managed: int) -> int | None:
         with self.lock:
@@ -788,6 +795,10 @@ class _PoolCore:
         raw["connections_pending"] = max(0, raw.get("pool_size", 0) - size)
         raw["pool_size"] = size
         return raw
+
+
+def _second(item: tuple[int, float]) -> float:
+    return item[1]
 
 
 def _enforces(server_ms: int | None, wanted_ms: int | None) -> bool:
@@ -937,7 +948,7 @@ def _tick(ref: weakref.ref[TunedConnectionPool]) -> None:
     pool = ref()
     if pool is None or pool.closed:
         return
-    limit, delay = pool._seerrperf.tick(pool._sizes)
+    limit, delay = pool._seerrperf.tick(pool.name, pool._sizes)
     if limit is not None:
         pool._grow_to(limit)
     if delay is not None:
@@ -1068,7 +1079,7 @@ def _atick(ref: weakref.ref[AsyncTunedConnectionPool]) -> None:
     pool = ref()
     if pool is None or pool.closed:
         return
-    limit, delay = pool._seerrperf.tick(pool._sizes)
+    limit, delay = pool._seerrperf.tick(pool.name, pool._sizes)
     if limit is not None:
         pool._spawn(pool._grow_to(limit))
     if delay is not None:
