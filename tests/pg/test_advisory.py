@@ -96,7 +96,7 @@ def test_arguments_are_checked_without_a_server() -> None:
     with pytest.raises(ConfigurationError, match=r"pool must be a psycopg_pool\.AsyncConn"):
         PgAdvisoryLock("postgresql://localhost/db")  # type: ignore[arg-type]
     sync_pool = pool_factory("postgresql://localhost/db")
-    with pytest.raises(ConfigurationError, match="got (Tuned)?ConnectionPool"):
+    with pytest.raises(ConfigurationError, match=r"got (Tuned)?ConnectionPool"):
         PgAdvisoryLock(sync_pool)  # type: ignore[arg-type]
     unopened = async_pool_factory("postgresql://localhost/db")
     for bad in ("", "bad\nname", 42):

@@ -208,10 +208,11 @@ class Growth:
         Returns:
             The new limit when it changes, else ``None``.
         """
-        if not self.enabled or managed >= self.limit:
+        limit = max(self._floor(), managed)
+        if not self.enabled or limit >= self.limit:
             return None
-        self.limit = max(self._floor(), managed)
-        return self.limit
+        self.limit = limit
+        return limit
 
     def _grow(self) -> int:
         self.grows += 1

@@ -719,21 +719,17 @@ class _PoolCore:
         idle: int | None,
         wanted_idle: int | None,
     ) -> str:
-        fixes = []
-        problems = []
-        if not _enforces(statement, wanted_statement):
-            problems.append(
-                f"statement_timeout is {_shown_ms(statement)} (the pool asks {wanted_statement} ms)"
-            )
-            fixes.append(f"ALTER ROLE {user} SET statement_timeout = {wanted_statement};")
-        if not _enforces(idle, wanted_idle):
-            problems.append(
-                f"idle_in_transaction_session_timeout is {_shown_ms(idle)} "
-                f"(the pool asks {wanted_idle} ms)"
-            )
-            fixes.append(
-                f"ALTER ROLE {user} SET idle_in_transaction_session_timeout = {wanted_idle};"
-            )
+        role = _role_name(user)
+        problems, fixes = [], []
+        for setting, server, wanted in (
+            ("statement_timeout", statement, wanted_statement),
+            ("idle_in_transaction_session_timeout", idle, wanted_idle),
+        ):
+            if not _enforces(server, wanted):
+                problems.append(
+                    f"{setting} is {_shown_ms(server)} on the server (the pool asks {wanted} ms)"
+                )
+                fixes.append(f"ALTER ROLE {role} SET {setting} = {wanted};")
         deadline = self.plan.query_timeout
         client = (
             f"only query_timeout ({deadline:g} s, client-side) bounds a command"
@@ -741,12 +737,11 @@ class _PoolCore:
             else "nothing bounds a command (query_timeout is off)"
         )
         return redact(
-            f"pool {pool_name!r} (pgbouncer=True) cannot guarantee its timeouts: it sends "
-            "no SET, which in transaction pooling would stick to one server connection "
-            f"and leak to other clients, and the server's {'; '.join(problems)}. "
-            f"Make the server enforce them: {' '.join(fixes)} "
-            "(or connect_query in the database's entry in pgbouncer.ini). "
-            f"Until then {client}",
+            f"pool {pool_name!r} (pgbouncer=True) cannot guarantee its timeouts: "
+            f"{'; '.join(problems)}. It sends no SET: in transaction pooling a session SET "
+            "sticks to one server connection and leaks to other clients. Make the server "
+            f"enforce them: {' '.join(fixes)} (or connect_query in the database's entry in "
+            f"pgbouncer.ini). Until then {client}.",
             self.plan.secrets,
         )
 
@@ -795,6 +790,13 @@ class _PoolCore:
         raw["connections_pending"] = max(0, raw.get("pool_size", 0) - size)
         raw["pool_size"] = size
         return raw
+
+
+def _role_name(user: str) -> str:
+    """``user`` as an SQL identifier, quoted only when it must be."""
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", user):
+        return user
+    return '"' + user.replace('"', '""') + '"'
 
 
 def _second(item: tuple[int, float]) -> float:
