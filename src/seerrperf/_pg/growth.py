@@ -15,14 +15,12 @@ requests wait, every ``grow_after`` seconds:
 1. It starts at ``min_size`` (at least one). Nothing grows unless a request
    has been waiting for ``grow_after`` seconds (the pool is full and requests
    queue).
-2. **Slow holders**: if the same connection has been held for ``grow_after``
-   and for :data:`SLOW_HOLD` times the median hold of recent checkouts at two
-   beats in a row, the queue waits on slow work (long queries, long
-   transactions, a caller holding one connection while it asks for another)
-   that more connections run side by side: one connection is added. When
-   every hold is long because the server or the client is saturated, none
-   stands out; when the process merely stalled (a busy machine), the stalled
-   holder is gone by the next beat.
+2. **Slow holders**: if the same checkout has held its connection for at
+   least ``grow_after`` at two beats in a row, the queue waits on slow work
+   (long queries, long transactions, a caller holding one connection while it
+   asks for another) that more connections run side by side: one connection
+   is added. When the process merely stalled (a busy machine), every holder
+   looks slow for one beat, and the stalled one is gone by the next.
 3. **Probe**: otherwise every holder is quick, and more connections help only
    if the server has room to spare. One connection is added as a probe: the
    median hold time of the last :data:`WINDOW` checkouts before it is compared
@@ -46,13 +44,10 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["CEILING_MEMORY", "SLOW_HOLD", "WINDOW", "Growth", "Sizes"]
+__all__ = ["CEILING_MEMORY", "WINDOW", "Growth", "Sizes"]
 
 WINDOW = 24
 """Checkouts whose hold times make one median in a probe."""
-
-SLOW_HOLD = 4
-"""A hold this many times the recent median (and at least ``grow_after``) is slow."""
 
 CEILING_MEMORY = 10
 """A probe that bought nothing is remembered for this many ``max_idle`` periods."""
@@ -152,7 +147,7 @@ class Growth:
                 self._probe_holds.clear()  # count only what ran with the new connection open
             return None  # a connection is being opened: one at a time
         typical = statistics.median(self._holds) if self._holds else 0.0
-        slow = holder is not None and oldest_hold >= max(self.grow_after, SLOW_HOLD * typical)
+        slow = holder is not None and oldest_hold >= self.grow_after
         seen_before, self._slow_holder = self._slow_holder, holder if slow else None
         if slow and holder == seen_before:
             self._probe_from = None  # slow holders decide, whatever a probe would say

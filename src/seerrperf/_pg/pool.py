@@ -61,7 +61,7 @@ AsyncCallback: TypeAlias = Callable[[AsyncConnection], Awaitable[None]]
 
 _APP_NAME_MAX = 63  # NAMEDATALEN - 1: PostgreSQL truncates longer names silently
 _PG_MAX_MS = 2**31 - 1  # INT_MAX: the largest timeout PostgreSQL accepts, in milliseconds
-_PG_MAX_TIMEOUT = _PG_MAX_MS / 1000  # about 24.8 days
+_PG_MAX_TIMEOUT = _PG_MAX_MS // 1000  # whole seconds below it: about 24.8 days
 _PG_MAX_BACKENDS = 2**18 - 1  # MAX_BACKENDS: no server accepts more connections
 _TCP_MAX_KEEPIDLE = 32767  # Linux refuses a longer TCP_KEEPIDLE; libpq then fails to connect
 _QUERY_TIMEOUT_MARGIN = 5.0  # the client waits this much longer than statement_timeout
@@ -84,7 +84,7 @@ class PoolSettings:
         connect_timeout: libpq ``connect_timeout`` for each new connection, in
             whole seconds; psycopg treats anything below 2 as 2, so it must be >= 2.
         statement_timeout: Server-side limit per statement; ``None`` disables it.
-            PostgreSQL accepts at most 2,147,483.647 s (``INT_MAX`` ms).
+            At most 2,147,483 s (24.8 days): PostgreSQL refuses ``INT_MAX`` ms or more.
         idle_in_transaction_timeout: Server ends sessions idle inside a
             transaction for longer than this; ``None`` disables it. Same limit.
         query_timeout: Client-side deadline for each command: when the server
