@@ -173,7 +173,9 @@ async def pool_comparison(
     pools: list[tuple[str, AsyncConnectionPool[Any]]] = []
     if include_default_pool:
         pools.append(("psycopg_pool defaults", AsyncConnectionPool(dsn, open=False)))
-    pools.append(("seerrperf async_pool_factory", async_pool_factory(dsn)))
+    # psycopg_pool's checkout timeout (30 s), not the seed's 2 s: a burst of
+    # 1,000 on a busy machine would otherwise shed load instead of queueing.
+    pools.append(("seerrperf async_pool_factory", async_pool_factory(dsn, timeout=30.0)))
     order = pools if default_first else pools[::-1]
     measured = {
         name: await _measure(name + suffix, pool, tasks, warm=warm, mixed=mixed)

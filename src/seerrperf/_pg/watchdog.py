@@ -49,6 +49,7 @@ __all__ = [
     "deadline_scope",
     "guard_check",
     "ring_later",
+    "shut_down",
 ]
 
 logger = logging.getLogger("seerrperf.pool")
@@ -110,13 +111,7 @@ class SocketAlarm:
         with self._lock:
             if self._stopped or self.fired:
                 return
-            if self._pgconn.transaction_status != _ACTIVE:
-                return
-            self.fired = True
-            # A duplicate descriptor shares the socket: shutting it down wakes the
-            # blocked reader with EOF; closing our copy leaves psycopg's.
-            with contextlib.suppress(OSError), socket.socket(fileno=os.dup(self._fd)) as sock:
-                sock.shutdown(socket.SHUT_RDWR)
+            self.fired = shut_down(self._pgconn, self._fd)
 
     def set_timer(self, timer: Cancellable) -> None:
         """Replace the timer that will ring this alarm (the old one is called off)."""
@@ -134,6 +129,25 @@ class SocketAlarm:
         if fired:
             self._pgconn.finish()  # its socket is shut: never hand it out again
         return fired
+
+
+def shut_down(pgconn: _PGconn, fd: int | None = None) -> bool:
+    """Shut down the socket of ``pgconn`` if a command is in progress on it.
+
+    Returns:
+        Whether it was shut down. The blocked reader wakes up with EOF; the
+        caller must still close the connection (``pgconn.finish()``) in the
+        thread that owns it.
+    """
+    if pgconn.transaction_status != _ACTIVE:
+        return False
+    if fd is None:
+        fd = pgconn.socket
+    # A duplicate descriptor shares the socket: shutting it down wakes the
+    # blocked reader with EOF; closing our copy leaves psycopg's.
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
+    return True
 
 
 class _Entry:
