@@ -2,13 +2,13 @@
 
 Every command psycopg sends on a connection (``execute``, ``commit``, a
 cursor's fetch from the server, the pool's liveness check) is one call of
-``Connection.wait``. The classes here register each such call with their
-pool's :class:`InFlight`, and a sweeper, running only while commands are in
-flight, shuts the socket of any command still unanswered after
-``query_timeout`` seconds: the caller gets :class:`~seerrperf.QueryTimeout`
-at once, and the connection is closed, so the pool discards it instead of
-handing it out again. Registering costs two dictionary operations under an
-uncontended lock, not a timer per command: short queries stay fast.
+``Connection.wait``. The classes here stamp the connection with the command's
+deadline for the length of that call, and a sweeper per pool, looking every
+tenth of ``query_timeout`` (between 20 ms and 1 s) while the pool has
+connections, shuts the socket of any command still unanswered at its
+deadline: the caller gets :class:`~seerrperf.QueryTimeout` at once, and the
+connection is closed, so the pool discards it instead of handing it out
+again. A command costs two attribute stores and a clock read, not a timer.
 
 Cancelling a query (``asyncio.timeout`` around it, a cancelled task, Ctrl-C)
 makes psycopg ask the server to cancel and wait for the answer, up to ten
@@ -17,14 +17,16 @@ seconds to confirm; after that the socket is shut down and the connection
 closed, and the cancellation goes on at once.
 
 Each pool gets its own subclass (:func:`connection_class`), which carries the
-pool's :class:`InFlight` and tells the pool how its connection attempts end.
+pool's :class:`Deadlines` and tells the pool how its connection attempts end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+import weakref
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import psycopg
@@ -38,7 +40,7 @@ __all__ = [
     "CANCEL_GRACE",
     "AsyncDeadlineConnection",
     "DeadlineConnection",
-    "InFlight",
+    "Deadlines",
     "PoolEvents",
     "connection_class",
 ]
@@ -62,58 +64,51 @@ class PoolEvents(Protocol):
         """A command reached ``query_timeout``; its connection was closed."""
 
 
-class InFlight:
-    """The commands in flight on one pool's connections, each with its deadline.
+class Deadlines:
+    """One pool's ``query_timeout`` and the sweeper that enforces it on its connections.
 
-    A deadline is met within ``query_timeout`` plus one sweep interval (a
-    tenth of it, between 20 ms and 1 s).
+    A deadline is met within ``query_timeout`` plus one sweep interval.
     """
 
-    __slots__ = ("_deadlines", "_fired", "_lock", "_sweeping", "interval", "seconds")
+    __slots__ = ("_conns", "_lock", "_sweeping", "interval", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.interval = max(_SWEEP_MIN, min(_SWEEP_MAX, seconds / 10))
+        self._conns: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
-        self._deadlines: dict[int, tuple[float, Any]] = {}  # id(conn) -> (deadline, conn)
-        self._fired: set[int] = set()
         self._sweeping = False
 
-    def start(self, conn: Any) -> bool:
-        """A command starts on ``conn``; return whether the sweeper must be started."""
-        deadline = time.monotonic() + self.seconds
+    def add(self, conn: Any) -> bool:
+        """Watch a new connection; return whether the sweeper must be started."""
         with self._lock:
-            self._deadlines[id(conn)] = (deadline, conn)
-            start_sweeper = not self._sweeping
+            self._conns.add(conn)
+            start = not self._sweeping
             self._sweeping = True
-        return start_sweeper
-
-    def end(self, conn: Any) -> bool:
-        """The command on ``conn`` ended; return whether its deadline shut it down."""
-        key = id(conn)
-        with self._lock:
-            del self._deadlines[key]
-            if not self._fired:
-                return False
-            fired = key in self._fired
-            self._fired.discard(key)
-        return fired
+        return start
 
     def sweep(self) -> bool:
-        """Shut down what is past its deadline; return whether to sweep again."""
+        """Shut down every command past its deadline; return whether to sweep again."""
         now = time.monotonic()
         with self._lock:
-            for key, (deadline, conn) in self._deadlines.items():
-                if now < deadline or key in self._fired:
-                    continue
-                try:
-                    if shut_down(conn.pgconn):
-                        self._fired.add(key)
-                except Exception:  # closed under our feet by psycopg itself: nothing to shut
-                    continue
-            if not self._deadlines:
+            conns = list(self._conns)
+            if not conns:
                 self._sweeping = False
                 return False
+        for conn in conns:
+            deadline = conn._deadline_at
+            if not deadline or now < deadline or conn._shut:
+                continue
+            # The owner may end the command between our look and the shutdown
+            # (sync pools only: the sweeper runs in another thread). The
+            # connection then fails its next command and the pool replaces it.
+            # Marked first, so the owner woken by the shutdown sees why.
+            conn._shut = True
+            shut = False
+            with contextlib.suppress(Exception):  # closed under our feet: nothing to shut
+                shut = shut_down(conn.pgconn)
+            if not shut:  # no command in progress (notifies() waits legitimately)
+                conn._shut = False
         return True
 
 
@@ -126,30 +121,31 @@ def _timeout_error(seconds: float, events: PoolEvents | None) -> QueryTimeout:
     )
 
 
-def _sweep_later(inflight: InFlight) -> None:
+def _sweep_later(deadlines: Deadlines) -> None:
     def sweep() -> None:
-        if inflight.sweep():
-            call_later(inflight.interval, sweep)
+        if deadlines.sweep():
+            call_later(deadlines.interval, sweep)
 
-    call_later(inflight.interval, sweep)
+    call_later(deadlines.interval, sweep)
 
 
-def _asweep_later(inflight: InFlight) -> None:
+def _asweep_later(deadlines: Deadlines) -> None:
     loop = asyncio.get_running_loop()
 
     def sweep() -> None:
-        if inflight.sweep():
-            loop.call_later(inflight.interval, sweep)
+        if deadlines.sweep():
+            loop.call_later(deadlines.interval, sweep)
 
-    loop.call_later(inflight.interval, sweep)
+    loop.call_later(deadlines.interval, sweep)
 
 
 class DeadlineConnection(psycopg.Connection[TupleRow]):
     """A ``psycopg.Connection`` whose every command ends within ``query_timeout``."""
 
-    inflight: ClassVar[InFlight | None] = None
+    deadlines: ClassVar[Deadlines | None] = None
     events: ClassVar[PoolEvents | None] = None
-    _waiting = False
+    _deadline_at = 0.0  # when the command in progress must have been answered; 0: none
+    _shut = False  # the sweeper shut the socket down
     _grace: SocketAlarm | None = None
 
     @classmethod
@@ -164,38 +160,34 @@ class DeadlineConnection(psycopg.Connection[TupleRow]):
             raise
         if events is not None:
             events.connected()
+        deadlines = cls.deadlines
+        if deadlines is not None and deadlines.add(conn):
+            _sweep_later(deadlines)
         return conn
 
     def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one command as psycopg does, within ``query_timeout``."""
-        inflight = self.inflight
-        if inflight is None:
+        deadlines = self.deadlines
+        if deadlines is None:
             return super().wait(gen, *args, **kwargs)
-        if inflight.start(self):
-            _sweep_later(inflight)
-        self._waiting = True
-        fired = False
+        self._deadline_at = time.monotonic() + deadlines.seconds
         try:
             return super().wait(gen, *args, **kwargs)
         except psycopg.OperationalError as exc:
-            fired = inflight.end(self)
-            self._waiting = False
-            if fired:
-                raise _timeout_error(inflight.seconds, self.events) from exc
+            if self._shut:
+                raise _timeout_error(deadlines.seconds, self.events) from exc
             raise
         finally:
-            if self._waiting:
-                self._waiting = False
-                fired = inflight.end(self)
+            self._deadline_at = 0.0
             if self._grace is not None:
-                fired = self._grace.stop() or fired
+                self._shut = self._grace.stop() or self._shut
                 self._grace = None
-            if fired:
+            if self._shut:
                 self.pgconn.finish()  # its socket is shut: never hand it out again
 
     def cancel_safe(self, *, timeout: float = 30.0) -> None:
         """Cancel the running command; give the server :data:`CANCEL_GRACE` s to confirm."""
-        if self._waiting and self._grace is None:
+        if self._deadline_at and self._grace is None:
             self._grace = SocketAlarm(self)
             ring_later(self._grace, CANCEL_GRACE)
             timeout = min(timeout, CANCEL_GRACE)
@@ -205,9 +197,10 @@ class DeadlineConnection(psycopg.Connection[TupleRow]):
 class AsyncDeadlineConnection(psycopg.AsyncConnection[TupleRow]):
     """The async twin of :class:`DeadlineConnection`: the event loop sweeps."""
 
-    inflight: ClassVar[InFlight | None] = None
+    deadlines: ClassVar[Deadlines | None] = None
     events: ClassVar[PoolEvents | None] = None
-    _waiting = False
+    _deadline_at = 0.0
+    _shut = False
     _grace: SocketAlarm | None = None
 
     @classmethod
@@ -222,38 +215,34 @@ class AsyncDeadlineConnection(psycopg.AsyncConnection[TupleRow]):
             raise
         if events is not None:
             events.connected()
+        deadlines = cls.deadlines
+        if deadlines is not None and deadlines.add(conn):
+            _asweep_later(deadlines)
         return conn
 
     async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one command as psycopg does, within ``query_timeout``."""
-        inflight = self.inflight
-        if inflight is None:
+        deadlines = self.deadlines
+        if deadlines is None:
             return await super().wait(gen, *args, **kwargs)
-        if inflight.start(self):
-            _asweep_later(inflight)
-        self._waiting = True
-        fired = False
+        self._deadline_at = time.monotonic() + deadlines.seconds
         try:
             return await super().wait(gen, *args, **kwargs)
         except psycopg.OperationalError as exc:
-            fired = inflight.end(self)
-            self._waiting = False
-            if fired:
-                raise _timeout_error(inflight.seconds, self.events) from exc
+            if self._shut:
+                raise _timeout_error(deadlines.seconds, self.events) from exc
             raise
         finally:
-            if self._waiting:
-                self._waiting = False
-                fired = inflight.end(self)
+            self._deadline_at = 0.0
             if self._grace is not None:
-                fired = self._grace.stop() or fired
+                self._shut = self._grace.stop() or self._shut
                 self._grace = None
-            if fired:
+            if self._shut:
                 self.pgconn.finish()  # its socket is shut: never hand it out again
 
     async def cancel_safe(self, *, timeout: float = 30.0) -> None:
         """Cancel the running command; give the server :data:`CANCEL_GRACE` s to confirm."""
-        if self._waiting and self._grace is None:
+        if self._deadline_at and self._grace is None:
             self._grace = SocketAlarm(self)
             aring_later(self._grace, CANCEL_GRACE)
             timeout = min(timeout, CANCEL_GRACE)
@@ -265,6 +254,6 @@ _C = TypeVar("_C", type[DeadlineConnection], type[AsyncDeadlineConnection])
 
 def connection_class(base: _C, query_timeout: float | None, events: PoolEvents) -> _C:
     """Return a subclass of ``base`` for one pool: its deadlines and its listener."""
-    inflight = InFlight(query_timeout) if query_timeout is not None else None
-    namespace = {"inflight": inflight, "events": events, "__module__": base.__module__}
+    deadlines = Deadlines(query_timeout) if query_timeout is not None else None
+    namespace = {"deadlines": deadlines, "events": events, "__module__": base.__module__}
     return type(base.__name__, (base,), namespace)

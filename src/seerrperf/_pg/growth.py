@@ -75,6 +75,7 @@ class Growth:
         "_probe_from",
         "_probe_holds",
         "_slow_holder",
+        "enabled",
         "grow_after",
         "grows",
         "limit",
@@ -90,6 +91,7 @@ class Growth:
         self.max_size = max_size
         self.grow_after = grow_after
         self.max_idle = max_idle
+        self.enabled = grow_after > 0  # whether the rule is on
         self.limit = self._floor() if self.enabled else max_size
         self.grows = 0
         self.reason = ""  # why the limit last rose, for the pool's log
@@ -101,11 +103,6 @@ class Growth:
         self._ceiling: int | None = None
         self._ceiling_until = float("-inf")
         self._slow_holder: object = None  # the holder that looked slow at the last beat
-
-    @property
-    def enabled(self) -> bool:
-        """Whether the rule is on (``grow_after > 0``)."""
-        return self.grow_after > 0
 
     @property
     def probing(self) -> bool:

@@ -227,30 +227,32 @@ _DEFAULTS = PoolSettings()
 class _IdleTracker:
     """Decides which checkouts need a liveness check, for ``check_idle``.
 
-    It remembers when each connection was last checked out (or connected).
-    That time is never later than when the connection went back to the pool,
-    so "checked out less than ``check_idle`` ago" safely implies "idle for
-    less than ``check_idle``". Tracking returns instead would need a pool
-    ``reset`` callback, which makes psycopg_pool return every connection
+    It remembers, on the connection itself, when it was last checked out (or
+    connected). That time is never later than when the connection went back
+    to the pool, so "checked out less than ``check_idle`` ago" safely implies
+    "idle for less than ``check_idle``". Tracking returns instead would need a
+    pool ``reset`` callback, which makes psycopg_pool return every connection
     through a worker thread.
     """
 
-    __slots__ = ("_check_idle", "_clock", "_since")
+    __slots__ = ("_check_idle", "_clock")
 
     def __init__(self, check_idle: float, clock: Clock) -> None:
         self._check_idle = check_idle
         self._clock = clock
-        self._since: weakref.WeakKeyDictionary[object, float] = weakref.WeakKeyDictionary()
 
     def mark(self, conn: object) -> None:
-        self._since[conn] = self._clock()
+        setattr(conn, _CHECKED_AT, self._clock())
 
     def due(self, conn: object) -> bool:
         """Record a checkout of ``conn``; return whether it must be verified."""
         now = self._clock()
-        since = self._since.get(conn)
-        self._since[conn] = now
+        since: float | None = getattr(conn, _CHECKED_AT, None)
+        setattr(conn, _CHECKED_AT, now)
         return since is None or now - since >= self._check_idle
+
+
+_CHECKED_AT = "_seerrperf_checked_at"
 
 
 _SERVER_SETTINGS_QUERY = (
@@ -887,8 +889,10 @@ class TunedConnectionPool(ConnectionPool[SyncConnection]):
             PoolConfigurationError: the server refuses the pool's connections.
         """
         core = self._seerrperf
-        core.check_process(self.name)
-        _fail_fast(core, self._open_now)
+        if core.opened_pid is not None and core.opened_pid != os.getpid():
+            core.check_process(self.name)
+        if core.refused is not None:
+            _fail_fast(core, self._open_now)
         token, start_ticker = core.checkout_starts()
         if start_ticker:
             call_later(core.growth.grow_after, functools.partial(_tick, weakref.ref(self)))
@@ -1014,8 +1018,10 @@ class AsyncTunedConnectionPool(AsyncConnectionPool[AsyncConnection]):
             PoolConfigurationError: the server refuses the pool's connections.
         """
         core = self._seerrperf
-        core.check_process(self.name)
-        _fail_fast(core, self._open_now)
+        if core.opened_pid is not None and core.opened_pid != os.getpid():
+            core.check_process(self.name)
+        if core.refused is not None:
+            _fail_fast(core, self._open_now)
         token, start_ticker = core.checkout_starts()
         if start_ticker:
             loop = asyncio.get_running_loop()
