@@ -148,7 +148,6 @@ class Growth:
         seen_before, self._slow_holder = self._slow_holder, holder if slow else None
         if slow and holder == seen_before:
             self._probe_from = None  # slow holders decide, whatever a probe would say
-            self._slow_holder = None
             self.reason = (
                 f"a connection has been held {oldest_hold * 1000:.0f} ms "
                 f"(recent median {typical * 1000:.1f} ms) while requests wait"
