@@ -65,6 +65,20 @@ def test_a_slow_holder_needs_no_history() -> None:
     assert g.decide(0.03, "holder", 0.03, settled(g), now=0.01) == 2
 
 
+def test_nothing_grows_while_the_process_itself_is_busy() -> None:
+    # Beats running late mean the holders wait for the CPU (a burst of new
+    # tasks, a saturated client): more connections cannot fix that.
+    g = growth()
+    history(g, 0.001)
+    late = GROW_AFTER  # each beat a whole grow_after late
+    for beat in range(5):
+        assert g.decide(0.1, "busy", 0.1, settled(g), now=beat / 100, lag=late) is None
+    assert g.limit == 2
+    # On time again: the same slow holder counts from the next two beats.
+    assert g.decide(0.1, "busy", 0.1, settled(g), now=0.1) is None
+    assert g.decide(0.1, "busy", 0.11, settled(g), now=0.11) == 3
+
+
 def test_one_connection_at_a_time() -> None:
     g = growth()
     history(g, 0.001)

@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from seerrperf import (
     AsyncLock,
+    AsyncTunedConnectionPool,
     BatchLoader,
     CacheControl,
     CacheManager,
@@ -27,11 +28,16 @@ from seerrperf import (
     LockStats,
     NamedCache,
     PgAdvisoryLock,
+    PoolConfigurationError,
+    PoolForkedError,
     PoolSettings,
+    PoolStats,
+    QueryTimeout,
     TmdbClient,
     TmdbNotFound,
     TmdbStats,
     TtlPolicy,
+    TunedConnectionPool,
     async_check_database_health,
     async_pool_factory,
     batch_fetch,
@@ -69,6 +75,25 @@ def sync_side() -> None:
     with pool, pool.connection() as conn:
         conn.execute("SELECT 1")
     result: HealthResult = check_database_health(pool, timeout=1.0, clock=time.monotonic)
+    warning: str | None = result.warning
+    server_ms: int | None = result.statement_timeout_ms
+    del warning, server_ms
+    tuned: TunedConnectionPool = pool_factory(
+        query_timeout=None, grow_after=0.02, pgbouncer=True, prepare_threshold=None
+    )
+    figures: PoolStats = tuned.stats()
+    pending: int = figures.connections_pending
+    enforced: bool | None = figures.server_timeouts_enforced
+    deadline: float | None = PoolSettings(query_timeout="auto").effective_query_timeout()
+    del pending, enforced, deadline
+    try:
+        with tuned.connection() as conn:
+            conn.execute("SELECT 1")
+    except QueryTimeout as exc:
+        lost: psycopg.OperationalError = exc
+        del lost
+    except (PoolConfigurationError, PoolForkedError):
+        pass
     report: HealthReport = health_report(result, version="1.0")
     status: int = report.status_code
     body: str = report.json()
@@ -147,6 +172,9 @@ async def async_side() -> None:
     pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = async_pool_factory(
         max_size=5, clock=time.perf_counter
     )
+    tuned: AsyncTunedConnectionPool = async_pool_factory(query_timeout=3.5)
+    limit: int = tuned.stats().pool_limit
+    del limit
     async with pool:
         result = await async_check_database_health(pool, clock=time.monotonic)
         assert result.healthy

@@ -29,6 +29,10 @@ requests wait, every ``grow_after`` seconds:
    n``), the connection bought nothing: no probe goes past that size again
    for :data:`CEILING_MEMORY` ``x max_idle`` seconds.
 4. **One at a time**: nothing is added while a connection is being opened.
+   Nor while the process itself is busy: when a beat runs late by half of
+   ``grow_after`` or more, holders are slow because their owners wait for
+   the CPU (a burst of new tasks, a saturated client), which more
+   connections cannot fix.
 5. **Shrinking** stays psycopg_pool's: a connection above ``min_size``
    unused for ``max_idle`` seconds is closed. Every ``max_idle`` seconds the
    limit comes down to what the pool still has, so the next burst is judged
@@ -53,6 +57,7 @@ CEILING_MEMORY = 10
 """A probe that bought nothing is remembered for this many ``max_idle`` periods."""
 
 _PROBE_TOLERANCE = 0.5  # share of the saturated rise in hold time still counted as a gain
+_CONGESTED = 0.5  # a beat this late (as a share of grow_after) means the process is busy
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +130,14 @@ class Growth:
             self._probe_holds.append(held)
 
     def decide(
-        self, waited: float, holder: object, oldest_hold: float, sizes: Sizes, now: float
+        self,
+        waited: float,
+        holder: object,
+        oldest_hold: float,
+        sizes: Sizes,
+        now: float,
+        *,
+        lag: float = 0.0,
     ) -> int | None:
         """Return the new limit when one connection is to be added, else ``None``.
 
@@ -136,6 +148,10 @@ class Growth:
             oldest_hold: How long that connection has been out.
             sizes: The pool's connections now.
             now: The pool's clock.
+            lag: How late this beat ran. A beat late by half of
+                ``grow_after`` or more means the process itself is busy (the
+                client, not the pool, is the bottleneck): holds are long
+                because their owners wait for the CPU, and nothing grows.
         """
         if not self.enabled or waited < self.grow_after or self.limit >= self.max_size:
             return None
@@ -143,6 +159,9 @@ class Growth:
             if self._probe_from is not None:
                 self._probe_holds.clear()  # count only what ran with the new connection open
             return None  # a connection is being opened: one at a time
+        if lag >= self.grow_after * _CONGESTED:
+            self._slow_holder = None
+            return None
         typical = statistics.median(self._holds) if self._holds else 0.0
         slow = holder is not None and oldest_hold >= self.grow_after
         seen_before, self._slow_holder = self._slow_holder, holder if slow else None

@@ -576,6 +576,7 @@ class _PoolCore:
         self._tokens = itertools.count()
         self.waiters: dict[int, float] = {}  # token -> when the caller started waiting
         self.ticking = False
+        self._beat_due = 0.0  # when the ticker's next beat is due (its lateness shows congestion)
         self.out: dict[int, float] = {}  # id(connection) -> when it was checked out
         self.query_timeouts = 0
         self.refused: str | None = None  # why the server refuses our connections, while it does
@@ -635,7 +636,9 @@ class _PoolCore:
             token = next(self._tokens)
             self.waiters[token] = now
             start_ticker = self.growth.enabled and not self.ticking
-            self.ticking = self.ticking or start_ticker
+            if start_ticker:
+                self.ticking = True
+                self._beat_due = now + self.growth.grow_after
         return token, start_ticker
 
     def checkout_ends(self, token: int, conn: object | None) -> None:
@@ -663,17 +666,20 @@ class _PoolCore:
         grow_after = self.growth.grow_after
         now = self.clock()
         with self.lock:
+            lag = now - self._beat_due
             if not self.waiters:
                 self.ticking = False
                 self.growth.idle()
                 return None, None
             waited = now - min(self.waiters.values())
             if waited < grow_after:
+                self._beat_due = now + grow_after - waited
                 return None, grow_after - waited
             holder, since = min(self.out.items(), key=_second, default=(None, now))
             growth = self.growth
-            limit = growth.decide(waited, holder, now - since, sizes(), now)
+            limit = growth.decide(waited, holder, now - since, sizes(), now, lag=lag)
             reason, note, growth.note = growth.reason, growth.note, ""
+            self._beat_due = now + grow_after
         if note:
             logger.info("pool %r: %s", name, note)
         if limit is not None:
