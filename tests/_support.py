@@ -51,7 +51,8 @@ class PgBouncer:
         pool_mode: ``"transaction"`` (the default), ``"session"`` or ``"statement"``.
         pool_size: Server connections per database and user: small, so that
             clients share them and anything one client leaves on a server
-            connection is seen by others.
+            connection is seen by others (``server_round_robin`` is on, so
+            successive clients visit every server connection).
         users: User names PgBouncer accepts.
         settings: Extra ``[pgbouncer]`` settings.
     """
@@ -87,6 +88,7 @@ class PgBouncer:
             "auth_file": str(self.root / "userlist.txt"),
             "pool_mode": pool_mode,
             "default_pool_size": str(pool_size),
+            "server_round_robin": "1",
             "max_client_conn": "2000",
             "logfile": str(self.log),
             "admin_users": "postgres",
