@@ -92,21 +92,21 @@ class Growth:
     )
 
     def __init__(self, min_size: int, max_size: int, grow_after: float, max_idle: float) -> None:
-        self.min_size = min_size
-        self.max_size = max_size
-        self.grow_after = grow_after
-        self.max_idle = max_idle
-        self.enabled = grow_after > 0  # whether the rule is on
-        self.limit = self._floor() if self.enabled else max_size
-        self.grows = 0
-        self.reason = ""  # why the limit last rose, for the pool's log
-        self.note = ""  # what the last probe found, for the pool's log
+        self.min_size: int = min_size
+        self.max_size: int = max_size
+        self.grow_after: float = grow_after
+        self.max_idle: float = max_idle
+        self.enabled: bool = grow_after > 0  # whether the rule is on
+        self.limit: int = self._floor() if self.enabled else max_size
+        self.grows: int = 0
+        self.reason: str = ""  # why the limit last rose, for the pool's log
+        self.note: str = ""  # what the last probe found, for the pool's log
         self._holds: deque[float] = deque(maxlen=WINDOW)
         self._probe_from: int | None = None  # the limit a running probe started from
-        self._base = 0.0  # median hold before the probe
+        self._base: float = 0.0  # median hold before the probe
         self._probe_holds: list[float] = []
         self._ceiling: int | None = None
-        self._ceiling_until = float("-inf")
+        self._ceiling_until: float = float("-inf")
         self._slow_holder: object = None  # the holder that looked slow at the last beat
 
     @property

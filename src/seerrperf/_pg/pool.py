@@ -25,7 +25,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
@@ -568,19 +568,20 @@ class _PoolCore:
 
     def __init__(self, plan: _PoolPlan) -> None:
         s = plan.settings
-        self.plan = plan
-        self.clock = plan.clock
-        self.lock = threading.Lock()
-        self.growth = Growth(s.min_size, s.max_size, s.grow_after, s.max_idle)
+        self.plan: _PoolPlan = plan
+        self.clock: Clock = plan.clock
+        self.lock: threading.Lock = threading.Lock()
+        self.growth: Growth = Growth(s.min_size, s.max_size, s.grow_after, s.max_idle)
         self.opened_pid: int | None = None
-        self._tokens = itertools.count()
+        self._tokens: Iterator[int] = itertools.count()
         self.waiters: dict[int, float] = {}  # token -> when the caller started waiting
-        self.ticking = False
-        self._beat_due = 0.0  # when the ticker's next beat is due (its lateness shows congestion)
+        self.ticking: bool = False
+        # When the ticker's next beat is due: its lateness shows congestion.
+        self._beat_due: float = 0.0
         self.out: dict[int, float] = {}  # id(connection) -> when it was checked out
-        self.query_timeouts = 0
+        self.query_timeouts: int = 0
         self.refused: str | None = None  # why the server refuses our connections, while it does
-        self.warned = False
+        self.warned: bool = False
         self.statement_timeout_ms: int | None = None
         self.idle_timeout_ms: int | None = None
         self.enforced: bool | None = None
