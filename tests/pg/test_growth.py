@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seerrperf._pg.growth import CEILING_MEMORY, WINDOW, Growth, Sizes
+from seerrperf._pg.growth import CEILING_MEMORY, PROBE_AFTER, WINDOW, Growth, Sizes
 
 GROW_AFTER = 0.01
+SUSTAINED = PROBE_AFTER  # requests have queued without a break for this long
 MAX_IDLE = 30.0
 
 
@@ -18,6 +19,11 @@ def growth(min_size: int = 2, max_size: int = 20, grow_after: float = GROW_AFTER
 def settled(g: Growth) -> Sizes:
     """The pool has exactly its limit, every connection open."""
     return Sizes(managed=g.limit, open=g.limit)
+
+
+def quick(g: Growth, now: float) -> int | None:
+    """A beat while requests have queued for long behind quick holders."""
+    return g.decide(0.02, "quick", 0.001, settled(g), now=now, queued_for=SUSTAINED)
 
 
 def history(g: Growth, hold: float, n: int = WINDOW) -> None:
@@ -98,36 +104,48 @@ def test_never_past_max_size() -> None:
     assert g.limit == 3
 
 
+def test_a_short_burst_of_quick_requests_does_not_probe() -> None:
+    # Over before a connection opened during it could pay for its opening.
+    g = growth()
+    history(g, 0.001)
+    for beat in range(10):
+        queued = 0.01 * (beat + 1)
+        assert g.decide(queued, "quick", 0.001, settled(g), now=queued, queued_for=queued) is None
+    assert g.limit == 2
+
+
 def test_a_probe_that_buys_nothing_sets_a_ceiling() -> None:
     g = growth()
     history(g, 0.001)
-    assert g.decide(0.02, "quick", 0.001, settled(g), now=0.0) == 3  # probe: 2 -> 3
+    assert quick(g, now=0.0) == 3  # probe: 2 -> 3
     history(g, 0.0015)  # holds rose by 50 %: what a saturated server shows going 2 -> 3
-    assert g.decide(0.02, "quick", 0.001, settled(g), now=0.1) is None
+    assert quick(g, now=0.1) is None
     assert "bought nothing" in g.note
     for beat in range(10):  # no probe past 3 while the ceiling is remembered
-        assert g.decide(0.02, "quick", 0.001, settled(g), now=0.2 + beat) is None
+        assert quick(g, now=0.2 + beat) is None
     assert g.limit == 3
     later = CEILING_MEMORY * MAX_IDLE + 1
-    assert g.decide(0.02, "quick", 0.001, settled(g), now=later) == 4
+    assert quick(g, now=later) == 4
 
 
 def test_a_probe_that_helps_allows_the_next() -> None:
     g = growth()
     history(g, 0.001)
-    assert g.decide(0.02, "quick", 0.001, settled(g), now=0.0) == 3
+    assert quick(g, now=0.0) == 3
     history(g, 0.001)  # holds unchanged: the server had room
-    assert g.decide(0.02, "quick", 0.001, settled(g), now=0.1) is None  # judged
+    assert quick(g, now=0.1) is None  # judged
     assert "helped" in g.note
-    assert g.decide(0.02, "quick", 0.001, settled(g), now=0.2) == 4
+    assert quick(g, now=0.2) == 4
 
 
 def test_slow_holders_grow_past_a_probe_ceiling() -> None:
     g = growth()
     history(g, 0.001)
-    g.decide(0.02, "quick", 0.001, settled(g), now=0.0)
+    quick(g, now=0.0)
     history(g, 0.002)
-    g.decide(0.02, "quick", 0.001, settled(g), now=0.1)  # probe failed: ceiling 2
+    g.decide(
+        0.02, "quick", 0.001, settled(g), queued_for=SUSTAINED, now=0.1
+    )  # probe failed: ceiling 2
     g.decide(0.1, "slow", 0.1, settled(g), now=0.2)
     assert g.decide(0.1, "slow", 0.11, settled(g), now=0.21) == 4
 
@@ -135,7 +153,7 @@ def test_slow_holders_grow_past_a_probe_ceiling() -> None:
 def test_a_probe_ends_when_nobody_waits() -> None:
     g = growth()
     history(g, 0.001)
-    g.decide(0.02, "quick", 0.001, settled(g), now=0.0)
+    quick(g, now=0.0)
     assert g.probing
     g.idle()
     assert not g.probing

@@ -22,7 +22,9 @@ requests wait, every ``grow_after`` seconds:
    is added. When the process merely stalled (a busy machine), every holder
    looks slow for one beat, and the stalled one is gone by the next.
 3. **Probe**: otherwise every holder is quick, and more connections help only
-   if the server has room to spare. One connection is added as a probe: the
+   if the server has room to spare -- and only a queue that lasts pays for a
+   connection opened during it: after :data:`PROBE_AFTER` of queueing without
+   a break, one connection is added as a probe: the
    median hold time of the last :data:`WINDOW` checkouts before it is compared
    with the median of the next :data:`WINDOW` once it is open. If holds got
    longer by more than half of what a saturated server shows (``(n + 1) /
@@ -48,10 +50,13 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["CEILING_MEMORY", "WINDOW", "Growth", "Sizes"]
+__all__ = ["CEILING_MEMORY", "PROBE_AFTER", "WINDOW", "Growth", "Sizes"]
 
 WINDOW = 24
 """Checkouts whose hold times make one median in a probe."""
+
+PROBE_AFTER = 1.0
+"""Seconds of queueing without a break before quick holders justify a probe."""
 
 CEILING_MEMORY = 10
 """A probe that bought nothing is remembered for this many ``max_idle`` periods."""
@@ -138,6 +143,7 @@ class Growth:
         now: float,
         *,
         lag: float = 0.0,
+        queued_for: float | None = None,
     ) -> int | None:
         """Return the new limit when one connection is to be added, else ``None``.
 
@@ -152,6 +158,10 @@ class Growth:
                 ``grow_after`` or more means the process itself is busy (the
                 client, not the pool, is the bottleneck): holds are long
                 because their owners wait for the CPU, and nothing grows.
+            queued_for: How long requests have been waiting without a break
+                (``waited`` when not given). A probe needs :data:`PROBE_AFTER`
+                of it: a short burst of quick requests is over before a new
+                connection could pay for its opening.
         """
         if not self.enabled or waited < self.grow_after or self.limit >= self.max_size:
             return None
@@ -179,7 +189,10 @@ class Growth:
             return None
         if self._ceiling is not None and now < self._ceiling_until and self.limit >= self._ceiling:
             return None
-        if len(self._holds) < WINDOW:
+        if (
+            len(self._holds) < WINDOW
+            or (waited if queued_for is None else queued_for) < PROBE_AFTER
+        ):
             return None
         self._probe_from = self.limit
         self._base = typical

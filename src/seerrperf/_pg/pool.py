@@ -256,9 +256,8 @@ _CHECKED_AT = "_seerrperf_checked_at"
 
 
 _SERVER_SETTINGS_QUERY = (
+    # In milliseconds, as this session has them: what the server applies to us.
     "SELECT current_user::text,"
-    " current_setting('statement_timeout'),"
-    " current_setting('idle_in_transaction_session_timeout'),"
     " (SELECT setting FROM pg_settings WHERE name = 'statement_timeout'),"
     " (SELECT setting FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout')"
 )
@@ -578,6 +577,7 @@ class _PoolCore:
         self.ticking: bool = False
         # When the ticker's next beat is due: its lateness shows congestion.
         self._beat_due: float = 0.0
+        self._queue_since: float = 0.0  # since when requests wait without a break
         self.out: dict[int, float] = {}  # id(connection) -> when it was checked out
         self.query_timeouts: int = 0
         self.refused: str | None = None  # why the server refuses our connections, while it does
@@ -639,6 +639,7 @@ class _PoolCore:
             start_ticker = self.growth.enabled and not self.ticking
             if start_ticker:
                 self.ticking = True
+                self._queue_since = now
                 self._beat_due = now + self.growth.grow_after
         return token, start_ticker
 
@@ -678,7 +679,15 @@ class _PoolCore:
                 return None, grow_after - waited
             holder, since = min(self.out.items(), key=_second, default=(None, now))
             growth = self.growth
-            limit = growth.decide(waited, holder, now - since, sizes(), now, lag=lag)
+            limit = growth.decide(
+                waited,
+                holder,
+                now - since,
+                sizes(),
+                now,
+                lag=lag,
+                queued_for=now - self._queue_since,
+            )
             reason, note, growth.note = growth.reason, growth.note, ""
             self._beat_due = now + grow_after
         if note:
@@ -700,7 +709,7 @@ class _PoolCore:
     def observed(self, row: tuple[Any, ...] | None, pool_name: str) -> None:
         if row is None:
             return
-        user, _, _, statement_raw, idle_raw = row
+        user, statement_raw, idle_raw = row
         statement, idle = _parse_pg_ms(statement_raw), _parse_pg_ms(idle_raw)
         params = self.plan.settings.session_parameters()
         wanted_statement = _parse_pg_ms(params.get("statement_timeout"))
