@@ -26,10 +26,11 @@ requests wait, every ``grow_after`` seconds:
    connection opened during it: after :data:`PROBE_AFTER` of queueing without
    a break, one connection is added as a probe: the
    median hold time of the last :data:`WINDOW` checkouts before it is compared
-   with the median of the next :data:`WINDOW` once it is open. If holds got
-   longer by more than half of what a saturated server shows (``(n + 1) /
-   n``), the connection bought nothing: no probe goes past that size again
-   for :data:`CEILING_MEMORY` ``x max_idle`` seconds.
+   with the median of the next :data:`WINDOW` once it is open. Under a
+   backlog, throughput is connections divided by hold time: unless it rose by
+   5 % or more (holds grew by less than ``(n + 1) / n / 1.05``), the
+   connection bought nothing, and no probe goes past that size again for
+   :data:`CEILING_MEMORY` ``x max_idle`` seconds.
 4. **One at a time**: nothing is added while a connection is being opened.
    Nor while the process itself is busy: when a beat runs late by half of
    ``grow_after`` or more, holders are slow because their owners wait for
@@ -61,7 +62,7 @@ PROBE_AFTER = 1.0
 CEILING_MEMORY = 10
 """A probe that bought nothing is remembered for this many ``max_idle`` periods."""
 
-_PROBE_TOLERANCE = 0.5  # share of the saturated rise in hold time still counted as a gain
+_MIN_GAIN = 0.05  # a probe must raise the estimated throughput by this much to stay
 _CONGESTED = 0.5  # a beat this late (as a share of grow_after) means the process is busy
 
 
@@ -209,7 +210,9 @@ class Growth:
         saturated_rise = (start + 1) / start
         self._probe_from = None
         holds = f"median hold {self._base * 1000:.2f} -> {after * 1000:.2f} ms"
-        if after > self._base * (1 + _PROBE_TOLERANCE * (saturated_rise - 1)):
+        # Under a backlog throughput is connections / hold time: the probe paid
+        # off when n + 1 connections hold less than (n + 1) / n times as long.
+        if after > self._base * saturated_rise / (1 + _MIN_GAIN):
             # Hold times rose with the connection: the server had no room for it.
             self._ceiling = start
             self._ceiling_until = now + CEILING_MEMORY * self.max_idle
