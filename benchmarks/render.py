@@ -61,7 +61,9 @@ def pool(data: dict[str, Any]) -> str:
         "connections are the distinct backend processes that answered; *opened* is what "
         "a pool opened during the measured burst. Cold pools start at `min_size`, opened "
         "and ready; warm ones served one unmeasured burst first. Ratios are medians of "
-        "per-round ratios (each round ran the strategies side by side).",
+        "per-round ratios (each round ran the strategies side by side). One run, on a "
+        "shared machine: runs differ by 10-30 %; [connection pools](pool.md#measured-figures) "
+        "gives the medians of several.",
     ]
     labels, values = [], []
     for load in data["loads"]:
