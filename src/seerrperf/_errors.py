@@ -6,10 +6,15 @@
      +-- ConfigurationError (also ValueError)   a bad argument or setting, named
      +-- HeaderParseError (also ValueError)     a peer's header refused by a strict parser
      +-- LockTimeout (also TimeoutError)        a lock not acquired in time
- +-- LockLost                               an advisory lock's transaction did not commit
+     +-- LockLost                               an advisory lock's transaction did not commit
      +-- CacheLoadAbortedError                  a shared cache load ended without a result
      +-- CacheLoadTimeout (also TimeoutError)   a shared cache load ran past its load_timeout
      +-- CacheOverloadedError                   a cache load refused: max_loading loads running
+     +-- QueryTimeout (also psycopg.OperationalError, TimeoutError)
+     |                                          no answer within a pool's query_timeout
+     +-- PoolConfigurationError (also psycopg.OperationalError)
+     |                                          the server refuses how the pool connects
+     +-- PoolForkedError (also RuntimeError)    a pool opened before a fork, used in the child
      +-- TmdbError                              TMDB gave no usable answer (.status, .path)
      |    +-- TmdbNotFound                        404
      |    +-- TmdbAuthError                       401/403
@@ -21,7 +26,9 @@
 
 Driver and pool errors (``psycopg.OperationalError``,
 ``psycopg.errors.QueryCanceled``, ``psycopg_pool.PoolTimeout``) pass through
-unwrapped, so ``except psycopg.OperationalError`` keeps working in user code.
+unwrapped, so ``except psycopg.OperationalError`` keeps working in user code;
+the pool errors seerrperf raises itself in their place subclass
+``psycopg.OperationalError`` for the same reason.
 Errors about input from a peer (a TMDB answer, a request header) are never
 configuration errors.
 
@@ -29,6 +36,8 @@ No message raised from here ever contains a password, an API key or a token.
 """
 
 from __future__ import annotations
+
+import psycopg
 
 __all__ = [
     "CacheLoadAbortedError",
@@ -40,6 +49,9 @@ __all__ = [
     "HeaderParseError",
     "LockLost",
     "LockTimeout",
+    "PoolConfigurationError",
+    "PoolForkedError",
+    "QueryTimeout",
     "SeerrperfError",
     "TmdbAuthError",
     "TmdbError",
@@ -124,6 +136,37 @@ class CacheOverloadedError(SeerrperfError):
     Raised at once, without waiting: so many loads at once usually means the
     upstream hangs, and queueing behind it would only tie up more callers.
     Inside a ``stale_if_error`` window the stale entry is served instead.
+    """
+
+
+class QueryTimeout(SeerrperfError, psycopg.OperationalError, TimeoutError):
+    """The database did not answer a command within the pool's ``query_timeout``.
+
+    The client-side deadline behind the server's ``statement_timeout``: it
+    fires when the server cannot answer at all (frozen, unreachable). The
+    connection was closed; the pool replaces it. The command may or may not
+    have run on the server: a ``COMMIT`` that timed out is of unknown outcome.
+    """
+
+
+class PoolConfigurationError(SeerrperfError, psycopg.OperationalError):
+    """The server refuses the pool's connections because of how the pool connects.
+
+    For example PgBouncer rejecting the startup ``options`` that carry
+    ``statement_timeout`` (``pgbouncer=False`` in front of PgBouncer). Raised
+    by a checkout instead of ``psycopg_pool.PoolTimeout``, within the checkout
+    timeout; the message names the server's reason and the fix. It does not
+    go away by retrying: the configuration must change.
+    """
+
+
+class PoolForkedError(SeerrperfError, RuntimeError):
+    """A pool opened in one process was used in a child forked from it.
+
+    The child's copy of the pool holds the parent's sockets: using them would
+    interleave two processes' traffic on one session. Create and open pools
+    in each worker process (after the fork); a pool created but not opened
+    before the fork can be opened in the child.
     """
 
 

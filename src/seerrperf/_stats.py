@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from . import _validate
 from ._cache import CacheManager, NamedCache
 from ._errors import ConfigurationError
+from ._pg import AsyncTunedConnectionPool, TunedConnectionPool
 from ._runtime import HistogramSnapshot
 from ._tmdb.client import AsyncTmdbClient, BaseTmdbClient, TmdbClient
 
@@ -70,10 +71,19 @@ POOL_COUNTERS = (
 def pool_stats(pool: ConnectionPool[Any] | AsyncConnectionPool[Any]) -> dict[str, Any]:
     """Return a pool's psycopg_pool counters, complete, plus derived figures.
 
-    ``in_use`` is connections checked out now (or still being opened: psycopg_pool
-    counts those in ``pool_size``), ``utilisation`` is ``in_use /
+    ``in_use`` is connections checked out now, ``utilisation`` is ``in_use /
     pool_max``, ``avg_wait_ms`` the mean wait of the requests that queued.
+
+    A pool made by seerrperf's factories reports its own
+    :class:`~seerrperf.PoolStats`: the same keys, true during an outage
+    (``pool_size`` counts open connections, not attempts still connecting;
+    ``requests_waiting`` counts callers waiting now), and more (the growth
+    limit, query timeouts, the timeouts the server enforces). For any other
+    pool the figures are psycopg_pool's own; there ``in_use`` also counts
+    connections still being opened, as psycopg_pool does.
     """
+    if isinstance(pool, TunedConnectionPool | AsyncTunedConnectionPool):
+        return pool.stats().as_dict()
     raw = pool.get_stats()
     stats: dict[str, Any] = {"name": pool.name}
     stats.update({key: int(raw.get(key, 0)) for key in POOL_COUNTERS})

@@ -121,7 +121,7 @@ def test_arguments_are_checked_without_a_server() -> None:
     with pytest.raises(ConfigurationError, match=r"pool must be a psycopg_pool\.AsyncConn"):
         AsyncPgAdvisoryLock("postgresql://localhost/db")  # type: ignore[arg-type]
     sync_pool = pool_factory("postgresql://localhost/db")
-    with pytest.raises(ConfigurationError, match="got ConnectionPool"):
+    with pytest.raises(ConfigurationError, match=r"got (Tuned)?ConnectionPool"):
         AsyncPgAdvisoryLock(sync_pool)  # type: ignore[arg-type]
     for bad in ("", "bad\nname", 42):
         with pytest.raises(ConfigurationError, match="namespace must be a non-empty printable"):

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
+from psycopg_pool import ConnectionPool
 
 from seerrperf import (
     ConfigurationError,
@@ -190,13 +191,13 @@ async def test_a_pool_of_the_other_kind_is_a_configuration_error() -> None:
         check_database_health(async_pool)  # type: ignore[arg-type]
     assert str(info.value) == (
         "pool must be a psycopg_pool.ConnectionPool (an AsyncConnectionPool needs "
-        "async_check_database_health), got AsyncConnectionPool"
+        "async_check_database_health), got AsyncTunedConnectionPool"
     )
     with pytest.raises(ConfigurationError) as info:
         await async_check_database_health(sync_pool)  # type: ignore[arg-type]
     assert str(info.value) == (
         "pool must be a psycopg_pool.AsyncConnectionPool (a ConnectionPool needs "
-        "check_database_health), got ConnectionPool"
+        "check_database_health), got TunedConnectionPool"
     )
     with pytest.raises(ConfigurationError, match="got str"):
         check_database_health("postgresql://localhost/db")  # type: ignore[arg-type]
@@ -341,3 +342,55 @@ async def test_a_cancelled_check_leaves_no_watchdog_behind(own_server: EmbeddedP
         # nothing may shut its connection down.
         async with pool.connection(timeout=5) as conn:
             await conn.execute("SELECT pg_sleep(1.2)")
+
+
+@pytest.mark.parametrize("latency", [float("nan"), float("inf"), float("-inf")])
+def test_the_report_is_valid_json_whatever_the_latency(latency: float) -> None:
+    result = HealthResult(healthy=True, status="pass", latency_ms=latency)
+    report = health_report(result)
+    body = json.loads(report.json())  # json.loads accepts NaN: check the text too
+    assert "NaN" not in report.json()
+    assert "Infinity" not in report.json()
+    assert body["checks"]["postgres:responseTime"][0]["observedValue"] is None
+    assert result.as_dict()["latency_ms"] is None
+    assert "NaN" not in json.dumps(result.as_dict(), default=str)
+
+
+def test_a_clock_returning_nan_is_a_configuration_error() -> None:
+    pool = pool_factory("postgresql://localhost/db")
+    with pytest.raises(ConfigurationError, match="clock must return a finite number"):
+        check_database_health(pool, clock=lambda: float("nan"))
+
+
+def test_the_report_says_what_statement_timeout_the_server_applies(postgres_dsn: str) -> None:
+    with pool_factory(postgres_dsn, min_size=1, statement_timeout=12) as pool:
+        result = check_database_health(pool)
+    assert result.statement_timeout_ms == 12_000
+    assert result.warning is None
+    entry = health_report(result).body["checks"]["postgres:statementTimeout"][0]
+    assert (entry["observedValue"], entry["observedUnit"], entry["status"]) == (
+        12_000,
+        "ms",
+        "pass",
+    )
+
+
+def test_a_plain_psycopg_pool_reports_no_server_settings(postgres_dsn: str) -> None:
+    with ConnectionPool(postgres_dsn, min_size=1, open=False) as pool:
+        result = check_database_health(pool)
+    assert result.healthy, result.error
+    assert result.statement_timeout_ms is None
+    assert "postgres:statementTimeout" not in health_report(result).body["checks"]
+
+
+def test_the_pool_figures_in_a_failed_check_are_true(own_server: EmbeddedPostgres) -> None:
+    with pool_factory(own_server.dsn, min_size=2, max_size=4, check_idle=0) as pool:
+        pool.wait()
+        own_server.stop()
+        try:
+            result = check_database_health(pool, timeout=0.5)
+        finally:
+            own_server.start()
+    assert not result.healthy
+    assert result.pool["pool_size"] == 0  # no live backend, whatever is being retried
+    assert result.pool["requests_waiting"] == 0

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio
 import psycopg
 import psycopg.errors
 import pytest
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from seerrperf import ConfigurationError, PoolSettings, async_pool_factory, pool_factory
+from seerrperf import (
+    AsyncTunedConnectionPool,
+    ConfigurationError,
+    PoolSettings,
+    async_pool_factory,
+    collect_stats,
+    pool_factory,
+)
 from seerrperf.testing import EmbeddedPostgres, FakeClock
 from tests._support import SENTINEL
 
@@ -52,12 +61,77 @@ def test_defaults_match_the_documented_values() -> None:
         ({"application_name": "bad\nname"}, "application_name must be a non-empty printable"),
         ({"application_name": ""}, "application_name must be a non-empty printable"),
         ({"pgbouncer": 1}, "pgbouncer must be True or False"),
+        # PostgreSQL refuses timeouts of INT_MAX milliseconds (24.8 days) or more:
+        # accepted here, such a pool could never open a connection.
+        ({"statement_timeout": 25 * 86_400}, "statement_timeout must be at most 2147483 seconds"),
+        (
+            {"idle_in_transaction_timeout": 2_147_484},
+            "idle_in_transaction_timeout must be at most 2147483 seconds",
+        ),
+        ({"keepalives_idle": 40_000}, "keepalives_idle must be at most 32767 seconds"),
+        ({"max_size": 300_000}, "max_size must be <= 262143"),
+        ({"query_timeout": 0}, "query_timeout must be finite and > 0"),
+        ({"query_timeout": "soon"}, "query_timeout must be a number of seconds or None"),
+        ({"grow_after": -1}, "grow_after must be finite and >= 0"),
+        ({"prepare_threshold": -1}, "prepare_threshold must be >= 0"),
+        ({"prepare_threshold": 2.5}, "prepare_threshold must be an integer"),
     ],
 )
 def test_bad_settings_name_the_problem(overrides: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         pool_factory("postgresql://localhost/db", **overrides)
     assert fragment in str(info.value)
+
+
+HUGE = 10**400  # float() of it overflows
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "max_idle",
+        "timeout",
+        "connect_timeout",
+        "statement_timeout",
+        "idle_in_transaction_timeout",
+        "query_timeout",
+        "keepalives_idle",
+        "max_lifetime",
+        "check_idle",
+        "grow_after",
+        "min_size",
+        "max_size",
+    ],
+)
+def test_huge_integers_are_configuration_errors_naming_the_field(field: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"^{field} must be"):
+        PoolSettings(**{field: HUGE})
+
+
+def test_the_largest_timeouts_postgresql_accepts_are_accepted() -> None:
+    s = PoolSettings(statement_timeout=2_147_483, idle_in_transaction_timeout=2_147_483)
+    assert s.session_parameters() == {
+        "statement_timeout": "2147483000",
+        "idle_in_transaction_session_timeout": "2147483000",
+    }
+
+
+def test_query_timeout_follows_statement_timeout_unless_set() -> None:
+    assert PoolSettings().effective_query_timeout() == 35.0  # the server's 30 s fires first
+    assert PoolSettings(statement_timeout=120).effective_query_timeout() == 125.0
+    assert PoolSettings(statement_timeout=None).effective_query_timeout() is None
+    assert PoolSettings(query_timeout=3).effective_query_timeout() == 3.0
+    assert PoolSettings(query_timeout=None).effective_query_timeout() is None
+
+
+def test_prepared_statements_are_off_behind_pgbouncer_unless_asked_for() -> None:
+    dsn = "postgresql://app@db/app"
+    assert "prepare_threshold" not in pool_factory(dsn).kwargs  # psycopg's default (5)
+    assert pool_factory(dsn, pgbouncer=True).kwargs["prepare_threshold"] is None
+    # PgBouncer >= 1.21 with max_prepared_statements tracks protocol-level statements.
+    opted_in = pool_factory(dsn, pgbouncer=True, prepare_threshold=2).kwargs
+    assert opted_in["prepare_threshold"] == 2
+    assert pool_factory(dsn, prepare_threshold=None).kwargs["prepare_threshold"] is None
 
 
 @pytest.mark.parametrize(
@@ -174,13 +248,14 @@ def test_user_kwargs_win_and_options_compose() -> None:
 
 
 def test_pgbouncer_mode_sends_no_startup_options() -> None:
-    # The timeouts are SET after connecting instead (tested against a server below).
+    # Nor any SET: see tests/pg/test_pgbouncer.py for what it does instead.
     assert "options" not in pool_factory("postgresql://app@db/app", pgbouncer=True).kwargs
 
 
 def test_pool_is_returned_unopened_with_our_sizes() -> None:
     pool = async_pool_factory("postgresql://app@db/app", max_size=7, min_size=1, name="media")
     assert isinstance(pool, AsyncConnectionPool)
+    assert isinstance(pool, AsyncTunedConnectionPool)
     assert (pool.min_size, pool.max_size, pool.timeout, pool.name) == (1, 7, 2.0, "media")
     assert pool.closed
 
@@ -207,13 +282,19 @@ def test_lowered_statement_timeout_cancels_long_queries(postgres_dsn: str) -> No
             assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_pgbouncer_mode_applies_timeouts_with_set(postgres_dsn: str) -> None:
+def test_pgbouncer_mode_sets_nothing_and_reads_what_the_server_enforces(
+    postgres_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="seerrperf.pool")
     with (
         pool_factory(postgres_dsn, min_size=1, pgbouncer=True, statement_timeout=4) as pool,
         pool.connection() as conn,
     ):
-        assert conn.execute("SHOW statement_timeout").fetchone() == ("4s",)
-        assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone() == ("1min",)
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)  # the server's own
+        stats = pool.stats()
+    assert stats.statement_timeout_ms == 0
+    assert stats.server_timeouts_enforced is False
+    assert "cannot guarantee its timeouts" in caplog.text
 
 
 @pytest.mark.anyio
@@ -346,3 +427,110 @@ def test_password_never_reaches_logs_or_errors(caplog: pytest.LogCaptureFixture)
         assert SENTINEL not in str(info.value)
         assert SENTINEL not in repr(pool.get_stats())
     assert SENTINEL not in caplog.text
+
+
+# --- statistics that stay true during an outage ---------------------------------------------
+
+
+def test_an_outage_shows_no_live_connection_and_only_real_waiters(
+    own_server: EmbeddedPostgres,
+) -> None:
+    with pool_factory(own_server.dsn, min_size=2, max_size=4, check_idle=0, timeout=0.2) as pool:
+        pool.wait()
+        own_server.stop()
+        try:
+            callers, attempts = 3, 4
+            for _ in range(attempts):
+                for _ in range(callers):
+                    with pytest.raises(PoolTimeout), pool.connection():
+                        pass
+            stats = pool.stats()
+            raw = pool.get_stats()
+            # psycopg_pool's own figures (what a plain pool reports) count the
+            # reconnection attempts as connections, and callers that gave up.
+            psycopg_figures = ConnectionPool.get_stats(pool)
+        finally:
+            own_server.start()
+    assert stats.pool_size == raw["pool_size"] == 0
+    assert stats.connections_pending == raw["connections_pending"] == 2
+    assert stats.requests_waiting == raw["requests_waiting"] == 0
+    assert psycopg_figures["pool_size"] == 2
+    assert psycopg_figures["requests_waiting"] >= callers * attempts - 2
+
+
+@pytest.mark.anyio
+async def test_requests_waiting_counts_the_callers_waiting_now(postgres_dsn: str) -> None:
+    async with async_pool_factory(postgres_dsn, min_size=1, max_size=1, timeout=10) as pool:
+        async with pool.connection():
+            waiters = [asyncio.ensure_future(_checkout(pool)) for _ in range(3)]
+            await anyio.wait_all_tasks_blocked()  # all three wait inside getconn()
+            snapshot = collect_stats(pool=pool)["pool"]
+        await asyncio.gather(*waiters)
+        after = pool.stats()
+    assert snapshot["requests_waiting"] == 3
+    assert snapshot["in_use"] == 1
+    assert {"pool_limit", "connections_pending", "query_timeouts"} <= set(snapshot)
+    assert after.requests_waiting == 0
+    assert after.in_use == 0
+
+
+async def _checkout(pool: AsyncConnectionPool[Any]) -> None:
+    async with pool.connection():
+        pass
+
+
+# --- growth --------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_caller_holding_one_connection_gets_a_second(postgres_dsn: str) -> None:
+    # The pool has one connection and may grow to two: the holder of the first
+    # asking for a second would wait forever if growth waited for a return.
+    async with async_pool_factory(postgres_dsn, min_size=1, max_size=2, timeout=10) as pool:
+        await pool.wait()
+        async with pool.connection() as first, pool.connection() as second:
+            assert first is not second
+        stats = pool.stats()
+    assert stats.grows == 1
+    assert stats.pool_limit == 2
+
+
+def test_slow_holders_make_the_pool_grow_one_at_a_time(postgres_dsn: str) -> None:
+    with pool_factory(postgres_dsn, min_size=1, max_size=4, timeout=30) as pool:
+        pool.wait()
+
+        def slow(_: int) -> None:
+            with pool.connection() as conn:
+                conn.execute("SELECT pg_sleep(0.3)")
+
+        with ThreadPoolExecutor(max_workers=8) as executor:
+            list(executor.map(slow, range(8)))
+        stats = pool.stats()
+    assert stats.grows == 3  # to max_size, one connection per decision
+    assert stats.pool_limit == stats.pool_max == 4
+    assert stats.connections_num == 4
+
+
+@pytest.mark.anyio
+async def test_grow_after_zero_grows_as_psycopg_pool_does(postgres_dsn: str, app_name: str) -> None:
+    async with async_pool_factory(
+        postgres_dsn, min_size=1, max_size=4, grow_after=0, timeout=30
+    ) as pool:
+        assert pool.stats().pool_limit == 4
+
+        async def slow() -> None:
+            async with pool.connection() as conn:
+                await conn.execute("SELECT pg_sleep(0.3)")
+
+        await asyncio.gather(*(slow() for _ in range(8)))
+        stats = pool.stats()
+    assert stats.grows == 0  # no rule: psycopg_pool opened them when requests queued
+    assert stats.connections_num > 1
+
+
+def test_resize_moves_the_bounds_of_the_rule(postgres_dsn: str) -> None:
+    with pool_factory(postgres_dsn, min_size=1, max_size=2) as pool:
+        pool.resize(3, 6)
+        stats = pool.stats()
+        assert (pool.min_size, pool.max_size) == (3, 6)
+    assert (stats.pool_min, stats.pool_max, stats.pool_limit) == (3, 6, 3)

@@ -18,6 +18,7 @@ from seerrperf import (
     AsyncLock,
     AsyncPgAdvisoryLock,
     AsyncTmdbClient,
+    AsyncTunedConnectionPool,
     BatchLoader,
     CacheControl,
     CacheManager,
@@ -31,11 +32,16 @@ from seerrperf import (
     LockStats,
     NamedCache,
     PgAdvisoryLock,
+    PoolConfigurationError,
+    PoolForkedError,
     PoolSettings,
+    PoolStats,
+    QueryTimeout,
     TmdbClient,
     TmdbNotFound,
     TmdbStats,
     TtlPolicy,
+    TunedConnectionPool,
     async_check_database_health,
     async_pool_factory,
     batch_fetch,
@@ -103,6 +109,25 @@ def sync_side() -> None:
     del inserted, same_id
 
     result: HealthResult = check_database_health(pool, timeout=1.0, clock=time.monotonic)
+    warning: str | None = result.warning
+    server_ms: int | None = result.statement_timeout_ms
+    del warning, server_ms
+    tuned: TunedConnectionPool = pool_factory(
+        query_timeout=None, grow_after=0.02, pgbouncer=True, prepare_threshold=None
+    )
+    figures: PoolStats = tuned.stats()
+    pending: int = figures.connections_pending
+    enforced: bool | None = figures.server_timeouts_enforced
+    deadline: float | None = PoolSettings(query_timeout="auto").effective_query_timeout()
+    del pending, enforced, deadline
+    try:
+        with tuned.connection() as conn:
+            conn.execute("SELECT 1")
+    except QueryTimeout as exc:
+        timed_out: psycopg.OperationalError = exc
+        del timed_out
+    except (PoolConfigurationError, PoolForkedError):
+        pass
     report: HealthReport = health_report(result, version="1.0")
     status: int = report.status_code
     body: str = report.json()
@@ -184,6 +209,9 @@ async def async_side() -> None:
     pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = async_pool_factory(
         max_size=5, clock=time.perf_counter
     )
+    tuned: AsyncTunedConnectionPool = async_pool_factory(query_timeout=3.5)
+    limit: int = tuned.stats().pool_limit
+    del limit
     async with pool:
         result = await async_check_database_health(pool, clock=time.monotonic)
         assert result.healthy

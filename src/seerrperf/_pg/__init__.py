@@ -10,16 +10,28 @@ from .health import (
     check_database_health,
     health_report,
 )
-from .pool import AsyncConnection, PoolSettings, SyncConnection, async_pool_factory, pool_factory
+from .pool import (
+    AsyncConnection,
+    AsyncTunedConnectionPool,
+    PoolSettings,
+    PoolStats,
+    SyncConnection,
+    TunedConnectionPool,
+    async_pool_factory,
+    pool_factory,
+)
 
 __all__ = [
     "AsyncConnection",
     "AsyncPgAdvisoryLock",
+    "AsyncTunedConnectionPool",
     "HealthReport",
     "HealthResult",
     "PgAdvisoryLock",
     "PoolSettings",
+    "PoolStats",
     "SyncConnection",
+    "TunedConnectionPool",
     "async_check_database_health",
     "async_pool_factory",
     "check_database_health",
