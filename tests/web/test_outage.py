@@ -19,6 +19,7 @@ from seerrperf import (
     ConfigurationError,
     LockLost,
     LockTimeout,
+    QueryTimeout,
     SeerrperfError,
     TmdbAuthError,
     TmdbError,
@@ -71,6 +72,7 @@ OUTAGES: list[tuple[BaseException, str]] = [
     (LockTimeout("advisory lock not acquired within the timeout"), "busy"),
     (CacheLoadAbortedError("the load was cancelled"), "interrupted"),
     (CacheLoadTimeout("the load took longer than 30 s"), "interrupted"),
+    (QueryTimeout("no answer within the pool's query_timeout of 35 s"), "database-timeout"),
     (CacheOverloadedError("10,000 loads in flight"), "busy"),
     (LockLost("the session died while the lock was held", committed=False), "database-unavailable"),
 ]

@@ -36,7 +36,9 @@ timeout), 58 (system/I/O error)
 ``25006`` read-only transaction (a write   ``database-unavailable``  5 s
 reached a standby, e.g. after a failover)
 ``57014`` query canceled (the server's     ``database-timeout``      5 s
-``statement_timeout``) and ``55P03`` lock
+``statement_timeout``), ``QueryTimeout``
+(the pool's client-side ``query_timeout``)
+and ``55P03`` lock
 not available (``lock_timeout``)
 ``TmdbUnavailable`` (5xx, timeout,         ``upstream-unavailable``  5 s
 connection failure after the retries)
@@ -88,6 +90,7 @@ from seerrperf._errors import (
     CacheOverloadedError,
     LockLost,
     LockTimeout,
+    QueryTimeout,
     TmdbRateLimited,
     TmdbUnavailable,
 )
@@ -230,7 +233,9 @@ def classify_outage(exc: BaseException) -> Outage | None:
             return None
         return leaves[0]
     outage: Outage | None = None
-    if isinstance(exc, psycopg.Error):
+    if isinstance(exc, QueryTimeout):  # the pool's client-side deadline: before psycopg.Error
+        outage = _DATABASE_TIMEOUT
+    elif isinstance(exc, psycopg.Error):
         outage = _postgres(exc)
     elif isinstance(exc, TmdbUnavailable):
         outage = _UPSTREAM_UNAVAILABLE
