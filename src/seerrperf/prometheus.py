@@ -88,8 +88,10 @@ _MS = 0.001
 _POOL = (
     _gauge("pool_min", "pool_min_connections", "Connections the pool keeps open at least."),
     _gauge("pool_max", "pool_max_connections", "Most connections the pool may open."),
-    _gauge("pool_size", "pool_connections", "Connections open now (in use, idle or opening)."),
-    _gauge("in_use", "pool_connections_in_use", "Connections checked out (or opening) now."),
+    _gauge("pool_limit", "pool_limit_connections", "Connections the growth rule allows now."),
+    _gauge("pool_size", "pool_connections", "Connections open now (in use or idle)."),
+    _gauge("in_use", "pool_connections_in_use", "Connections checked out now."),
+    _gauge("connections_pending", "pool_connections_pending", "Connections being opened now."),
     _gauge("pool_available", "pool_connections_idle", "Idle connections ready in the pool."),
     _gauge("requests_waiting", "pool_requests_waiting", "Checkouts waiting for a connection now."),
     _counter("requests_num", "pool_requests", "Connection checkouts requested."),
@@ -118,6 +120,12 @@ _POOL = (
     ),
     _counter("connections_errors", "pool_connection_errors", "Failed connection attempts."),
     _counter("connections_lost", "pool_connections_lost", "Connections found broken."),
+    _counter("grows", "pool_grows", "Connections the growth rule added."),
+    _counter(
+        "query_timeouts",
+        "pool_query_timeouts",
+        "Commands that reached query_timeout (their connections were closed).",
+    ),
 )
 _CACHE = (
     _counter("lookups", "cache_lookups", "Lookups (hits, stale hits and misses)."),
