@@ -44,7 +44,7 @@ from ._lock import DjangoAdvisoryLock
 from ._middleware import SeerrperfMiddleware, classify_django_outage
 from ._options import database_options
 from ._responses import json_response, problem_response
-from ._state import Lock, caches, close, config, lock, stats, tmdb
+from ._state import Lock, caches, close, config, hold, lock, stats, tmdb
 
 __all__ = [
     "SETTING",
@@ -60,6 +60,7 @@ __all__ = [
     "config",
     "database_options",
     "guard_pool",
+    "hold",
     "json_response",
     "lock",
     "problem_response",

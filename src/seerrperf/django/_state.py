@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from contextlib import AbstractContextManager
 from typing import Any, TypeAlias
 
 from django.conf import settings
@@ -17,7 +18,7 @@ from seerrperf._web.process import PerProcess
 from ._config import SETTING, DjangoConfig
 from ._lock import DjangoAdvisoryLock
 
-__all__ = ["Lock", "caches", "close", "config", "lock", "stats", "tmdb"]
+__all__ = ["Lock", "caches", "close", "config", "hold", "lock", "stats", "tmdb"]
 
 logger = logging.getLogger("seerrperf.django")
 
@@ -101,6 +102,18 @@ def lock() -> Lock:
     ``"local"``: a :class:`~seerrperf.KeyedLock` for the threads of this process.
     """
     return _lock()
+
+
+def hold(key: object, *, timeout: float | None = None) -> AbstractContextManager[None]:
+    """Hold ``key`` with :func:`lock` for a block: ``with hold(("movie", 603), timeout=5):``.
+
+    Raises:
+        ConfigurationError: ``key`` is not a str, int, bytes, bool, None or a
+            tuple of those, or ``timeout`` is negative or not finite.
+        LockTimeout: (on entering) the key was not acquired in time (an
+            outage the middleware answers 503 ``busy``).
+    """
+    return _lock()(key, timeout=timeout)
 
 
 def caches() -> CacheManager:

@@ -39,6 +39,7 @@ def test_django_all_is_pinned_and_documented() -> None:
         "config",
         "database_options",
         "guard_pool",
+        "hold",
         "json_response",
         "lock",
         "problem_response",
