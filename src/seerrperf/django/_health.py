@@ -18,6 +18,7 @@ from seerrperf import HealthResult, check_database_health, health_report, no_sto
 from seerrperf._pg import PoolSettings, pool_factory
 from seerrperf._pg.pool import _IdleTracker
 from seerrperf._pg.watchdog import guard_check
+from seerrperf._runtime import Clock
 from seerrperf._web.process import PerProcess
 
 from ._state import config
@@ -37,7 +38,7 @@ _health_pools: dict[str, PerProcess[ConnectionPool[Any]]] = {}
 _health_pools_guard = threading.Lock()
 
 
-def guard_pool(pool: ConnectionPool[Any]) -> None:
+def guard_pool(pool: ConnectionPool[Any], *, clock: Clock = time.monotonic) -> None:
     """Bound Django's pool's checkout check by any readiness deadline; check idle ones only.
 
     Django gives its pool ``check=ConnectionPool.check_connection`` when
@@ -47,12 +48,16 @@ def guard_pool(pool: ConnectionPool[Any]) -> None:
     for :data:`CHECK_IDLE` seconds or more, and under a readiness deadline
     (``deadline_scope``) a watchdog shuts the socket down when time is up.
     A pool without a check is left without one. Idempotent.
+
+    Args:
+        pool: Django's pool (``connections[alias].pool``), or any psycopg_pool one.
+        clock: Measures how long a connection was idle (tests pass a FakeClock).
     """
     if getattr(pool, _GUARDED, False):
         return
     original: Callable[[Any], None] | None = getattr(pool, "_check", None)
     if original is not None:
-        tracker = _IdleTracker(CHECK_IDLE, time.monotonic)
+        tracker = _IdleTracker(CHECK_IDLE, clock)
 
         def check(conn: Any) -> None:
             if tracker.due(conn):

@@ -78,7 +78,7 @@ class SeerrperfMiddleware:
         | Callable[[HttpRequest], Awaitable[HttpResponseBase]],
     ) -> None:
         self.get_response = get_response
-        self.async_mode = iscoroutinefunction(get_response)
+        self.async_mode: bool = bool(iscoroutinefunction(get_response))
         if self.async_mode:
             markcoroutinefunction(self)
 

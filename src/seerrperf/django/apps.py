@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from django.apps import AppConfig
+from typing import TYPE_CHECKING
+
 from django.core import checks
+
+if TYPE_CHECKING:  # Django ships no type hints: type checkers see a typed stand-in
+
+    class AppConfig:
+        """``django.apps.AppConfig``."""
+
+else:
+    from django.apps import AppConfig
 
 __all__ = ["SeerrperfConfig"]
 
@@ -18,10 +27,10 @@ class SeerrperfConfig(AppConfig):
     without connecting.
     """
 
-    name = "seerrperf.django"
-    label = "seerrperf"
-    verbose_name = "seerrperf"
-    default = True
+    name: str = "seerrperf.django"
+    label: str = "seerrperf"
+    verbose_name: str = "seerrperf"
+    default: bool = True
 
     def ready(self) -> None:
         from django.db import connections

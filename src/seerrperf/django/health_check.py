@@ -15,9 +15,17 @@ nothing else in ``seerrperf.django`` imports it.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable
+
+if TYPE_CHECKING:  # django-health-check ships no type hints: a typed stand-in
+
+    class HealthCheck:
+        """``health_check.base.HealthCheck``."""
+
+else:
+    from health_check.base import HealthCheck
 
 from ._health import check_health
 

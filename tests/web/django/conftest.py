@@ -63,6 +63,7 @@ def django_project(postgres_dsn: str, fake_tmdb: tuple[FakeTmdb, str]) -> Iterat
                     postgres_dsn, **database_options(min_size=1, max_size=4, timeout=2.0)
                 ),
                 "direct": database(postgres_dsn, **database_options(pool=False)),
+                "lite": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
             },
             SEERRPERF={
                 "TMDB_ACCESS_TOKEN": TOKEN,
