@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from seerrperf import _validate
 from seerrperf._cache import CacheManager, NamedCache
@@ -24,7 +24,18 @@ from seerrperf._tmdb import TtlPolicy
 
 from .limits import MAX_BODY_LIMIT
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "ENVIRONMENT", "TMDB_OPTIONS", "IntegrationConfig"]
+__all__ = [
+    "CACHE_PRESETS",
+    "DEFAULT_MAX_BODY_SIZE",
+    "ENVIRONMENT",
+    "LOCK_KINDS",
+    "TMDB_OPTIONS",
+    "CachePreset",
+    "IntegrationConfig",
+    "LockKind",
+    "pool_value",
+    "ttl_policy_value",
+]
 
 DEFAULT_MAX_BODY_SIZE: Final = 1_048_576
 """1 MiB: far above any JSON body these apps take, far below what hurts."""
@@ -43,6 +54,52 @@ ENVIRONMENT: Final = {
     "TMDB_BASE_URL": "tmdb_base_url",
 }
 """The environment variables :meth:`IntegrationConfig.from_env` reads, and their fields."""
+
+CachePreset = Literal["empty", "seerr"]
+"""``"empty"``, or ``"seerr"`` for Seerr's ten caches with Seerr's TTLs."""
+LockKind = Literal["advisory", "local"]
+"""``"advisory"`` (PostgreSQL: every process and host) or ``"local"`` (one process's threads)."""
+CACHE_PRESETS: Final = frozenset({"empty", "seerr"})
+LOCK_KINDS: Final = frozenset({"advisory", "local"})
+_TTL_POLICIES: Final[Mapping[str, Callable[[], TtlPolicy]]] = {
+    "by_volatility": TtlPolicy.by_volatility,
+    "seerr": TtlPolicy.seerr,
+}
+_POOL_FIELDS: Final = frozenset(PoolSettings.__dataclass_fields__)
+
+
+def ttl_policy_value(value: object) -> object:
+    """A framework setting's TTL policy: ``"by_volatility"``, ``"seerr"`` or a ``TtlPolicy``.
+
+    Raises:
+        ConfigurationError: an unknown policy name (other types are
+            :class:`IntegrationConfig`'s to refuse).
+    """
+    if isinstance(value, str):
+        _validate.choice("ttl_policy", value, _TTL_POLICIES)
+        return _TTL_POLICIES[value]()
+    return value
+
+
+def pool_value(value: object, *, source: str) -> object:
+    """A framework setting's pool: a ``PoolSettings``, or a dict of its fields (keys in any case).
+
+    Raises:
+        ConfigurationError: the dict names no field (``source`` names the
+            setting in the message) or a value is invalid.
+    """
+    if not isinstance(value, Mapping):
+        return value  # IntegrationConfig says what it must be
+    fields: dict[str, Any] = {}
+    for key, item in value.items():
+        name = key.lower() if isinstance(key, str) else None
+        if name not in _POOL_FIELDS:
+            raise ConfigurationError(
+                f"{source} has an unknown key {_validate.shown(key)}; "
+                f"valid keys are: {', '.join(sorted(_POOL_FIELDS))}"
+            )
+        fields[name] = item
+    return PoolSettings(**fields)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -38,11 +38,11 @@ from seerrperf import (
 from seerrperf._cache.manager import SEERR_TTLS
 from seerrperf._pg import SyncConnection
 from seerrperf._web import IntegrationConfig
+from seerrperf._web.process import PerProcess
 
 from ._config import FlaskConfig
 from ._guard import WsgiGuard
 from ._handlers import add_error_handlers
-from ._process import PerProcess
 
 __all__ = ["EXTENSION_KEY", "Lock", "Seerrperf"]
 
