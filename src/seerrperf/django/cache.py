@@ -37,12 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
-
-from django.core.cache.backends.base import (  # type: ignore[import-untyped,unused-ignore]
-    DEFAULT_TIMEOUT,
-    BaseCache,
-)
+from typing import Any, Final, Literal, cast
 
 from seerrperf import _validate
 from seerrperf._cache.flight import MISSING
@@ -51,6 +46,7 @@ from seerrperf._errors import ConfigurationError
 from seerrperf._runtime import Clock, at_fork
 
 from . import _cache_ops
+from ._cache_base import DEFAULT_TIMEOUT, BaseCache
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "FOREVER", "OPTIONS", "SeerrperfCache"]
 
@@ -181,7 +177,7 @@ class _Registry:
 _REGISTRY: Final = _Registry()
 
 
-class SeerrperfCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Django ships no type hints
+class SeerrperfCache(BaseCache):
     """Django's cache API on a process-wide :class:`~seerrperf.NamedCache`.
 
     Configured in ``CACHES`` like any backend: ``LOCATION`` names the cache
@@ -227,9 +223,10 @@ class SeerrperfCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Django s
             raise ConfigurationError(
                 f"CACHES LOCATION must be a string, got {type(location).__name__}"
             )
-        options = params.get("OPTIONS", {})
-        if not isinstance(options, Mapping):
-            raise ConfigurationError(f"CACHES OPTIONS must be a dict, got {type(options).__name__}")
+        given: object = params.get("OPTIONS", {})
+        if not isinstance(given, Mapping):
+            raise ConfigurationError(f"CACHES OPTIONS must be a dict, got {type(given).__name__}")
+        options = cast(Mapping[str, Any], given)
         unknown = sorted(str(key) for key in options if key not in OPTIONS)
         if unknown:
             hint = (
@@ -378,6 +375,8 @@ class SeerrperfCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Django s
         value is returned at once while one background thread reloads it.
 
         Raises:
+            ConfigurationError: ``default`` returned an awaitable (use
+                :meth:`aget_or_set`).
             CacheLoadTimeout: The shared load ran past ``LOAD_TIMEOUT``.
             Exception: Whatever ``default()`` raised.
         """
@@ -387,7 +386,14 @@ class SeerrperfCache(BaseCache):  # type: ignore[misc,unused-ignore]  # Django s
         make: Callable[[], Any] = default if callable(default) else lambda: default
 
         def load() -> Any:
-            return encode(make())
+            value = make()
+            if inspect.isawaitable(value):  # refused before pickle would hide why
+                if inspect.iscoroutine(value):
+                    value.close()  # never awaited: no "coroutine was never awaited" warning
+                raise ConfigurationError(
+                    "get_or_set() got an async default; use aget_or_set() in async code"
+                )
+            return encode(value)
 
         value = self._named.get_or_set(
             key, load, ttl, stale_while_revalidate=self._swr, stale_if_error=self._sie

@@ -717,6 +717,18 @@ def test_get_or_set_uses_the_timeout(cache: SeerrperfCache, clock: FakeClock) ->
     assert cache.has_key("k") is False
 
 
+@pytest.mark.parametrize("pickled", [True, False])
+def test_get_or_set_refuses_an_async_default(clock: FakeClock, pickled: bool) -> None:
+    cache: SeerrperfCache = handler(caches_setting(clock, PICKLE=pickled))["default"]
+
+    async def fetch() -> str:
+        return "never awaited"
+
+    with pytest.raises(ConfigurationError, match="use aget_or_set"):
+        cache.get_or_set("k", fetch)
+    assert cache.has_key("k") is False
+
+
 def test_get_or_set_does_not_cache_an_exception(cache: SeerrperfCache) -> None:
     def failing() -> str:
         raise LookupError("upstream down")
