@@ -35,7 +35,7 @@ import math
 import pickle
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
@@ -177,6 +177,117 @@ class _Registry:
 _REGISTRY: Final = _Registry()
 
 
+@dataclass(frozen=True, slots=True)
+class _Config:
+    """One alias's settings, checked, and the process's NamedCache for its LOCATION."""
+
+    spec: _Spec
+    timeout: float | None
+    default_ttl: float
+    swr: float | None  # None for 0: the common call then passes no window (NamedCache's fast path)
+    sie: float | None
+    cache: NamedCache
+
+
+_CONFIGS: dict[Hashable, _Config] = {}
+"""Checked settings by their signature: Django makes a backend per thread, and per
+task in async code (``caches`` is an ``asgiref`` ``Local``), each from a fresh
+copy of the same settings; they are checked once."""
+
+
+def _signature(location: str, params: Mapping[str, Any]) -> Hashable | None:
+    """The settings as a hashable value (types included: ``True`` is not ``1``), or None."""
+    try:
+        options = params.get("OPTIONS", {})
+        signature = (
+            location,
+            tuple(sorted((str(k), type(v), v) for k, v in params.items() if k != "OPTIONS")),
+            tuple(sorted((str(k), type(v), v) for k, v in options.items())),
+        )
+        hash(signature)
+    except Exception:  # an unhashable or unorderable setting: checked every time
+        return None
+    return signature
+
+
+def _configured(location: str, params: Mapping[str, Any]) -> _Config:
+    signature = _signature(location, params)
+    config = None if signature is None else _CONFIGS.get(signature)
+    if config is None:
+        config = _configure(location, params)
+        if signature is not None:
+            _CONFIGS[signature] = config
+    return config
+
+
+def _configure(location: str, params: Mapping[str, Any]) -> _Config:
+    """Check one alias's settings and find (or make) the NamedCache of its LOCATION.
+
+    Raises:
+        ConfigurationError: A setting is invalid or unknown, or the LOCATION
+            is already a cache with other options.
+    """
+    if not isinstance(location, str):
+        raise ConfigurationError(f"CACHES LOCATION must be a string, got {type(location).__name__}")
+    given: object = params.get("OPTIONS", {})
+    if not isinstance(given, Mapping):
+        raise ConfigurationError(f"CACHES OPTIONS must be a dict, got {type(given).__name__}")
+    options = cast(Mapping[str, Any], given)
+    unknown = sorted(str(key) for key in options if key not in OPTIONS)
+    if unknown:
+        hint = (
+            " (CULL_FREQUENCY: this cache evicts the least recently used entry, one at a time)"
+            if "CULL_FREQUENCY" in unknown
+            else ""
+        )
+        raise ConfigurationError(
+            f"CACHES OPTIONS has unknown keys {', '.join(unknown)}{hint}; "
+            f"known: {', '.join(sorted(OPTIONS))}"
+        )
+    if "SHARED" in options:
+        raise ConfigurationError(
+            "CACHES OPTIONS SHARED (a shared Redis tier) is not available yet in this "
+            "version of seerrperf; remove it to use the in-process cache"
+        )
+    timeout = params.get("timeout", params.get("TIMEOUT", 300))
+    default_ttl = _ttl("CACHES TIMEOUT", timeout)
+    if timeout is not None and timeout < 0:
+        raise ConfigurationError(f"CACHES TIMEOUT must be >= 0 or None, got {timeout!r}")
+    max_loading = options.get("MAX_LOADING")
+    spec = _Spec(
+        name=_validate.name("CACHES OPTIONS NAME", options.get("NAME", location or "django")),
+        maxsize=_validate.count(
+            "CACHES OPTIONS MAX_ENTRIES", options.get("MAX_ENTRIES", DEFAULT_MAX_ENTRIES), minimum=1
+        ),
+        pickle=_validate.flag("CACHES OPTIONS PICKLE", options.get("PICKLE", True)),
+        load_timeout=_validate.duration(
+            "CACHES OPTIONS LOAD_TIMEOUT",
+            options.get("LOAD_TIMEOUT", DEFAULT_LOAD_TIMEOUT),
+            allow_zero=False,
+        ),
+        max_loading=None
+        if max_loading is None
+        else _validate.count("CACHES OPTIONS MAX_LOADING", max_loading, minimum=1),
+        clock=_validate.function(
+            "CACHES OPTIONS CLOCK",
+            options.get("CLOCK", time.monotonic),
+            "a clock like time.monotonic",
+        ),
+    )
+    swr = _validate.duration(
+        "CACHES OPTIONS STALE_WHILE_REVALIDATE", options.get("STALE_WHILE_REVALIDATE", 0)
+    )
+    sie = _validate.duration("CACHES OPTIONS STALE_IF_ERROR", options.get("STALE_IF_ERROR", 0))
+    return _Config(
+        spec=spec,
+        timeout=timeout,
+        default_ttl=default_ttl,
+        swr=swr or None,
+        sie=sie or None,
+        cache=_REGISTRY.get(location, spec),
+    )
+
+
 class SeerrperfCache(BaseCache):
     """Django's cache API on a process-wide :class:`~seerrperf.NamedCache`.
 
@@ -219,71 +330,17 @@ class SeerrperfCache(BaseCache):
     """
 
     def __init__(self, location: str, params: Mapping[str, Any]) -> None:
-        if not isinstance(location, str):
-            raise ConfigurationError(
-                f"CACHES LOCATION must be a string, got {type(location).__name__}"
-            )
-        given: object = params.get("OPTIONS", {})
-        if not isinstance(given, Mapping):
-            raise ConfigurationError(f"CACHES OPTIONS must be a dict, got {type(given).__name__}")
-        options = cast(Mapping[str, Any], given)
-        unknown = sorted(str(key) for key in options if key not in OPTIONS)
-        if unknown:
-            hint = (
-                " (CULL_FREQUENCY: this cache evicts the least recently used entry, one at a time)"
-                if "CULL_FREQUENCY" in unknown
-                else ""
-            )
-            raise ConfigurationError(
-                f"CACHES OPTIONS has unknown keys {', '.join(unknown)}{hint}; "
-                f"known: {', '.join(sorted(OPTIONS))}"
-            )
-        if "SHARED" in options:
-            raise ConfigurationError(
-                "CACHES OPTIONS SHARED (a shared Redis tier) is not available yet in this "
-                "version of seerrperf; remove it to use the in-process cache"
-            )
-        timeout = params.get("timeout", params.get("TIMEOUT", 300))
-        default_ttl = _ttl("CACHES TIMEOUT", timeout)
-        if timeout is not None and timeout < 0:
-            raise ConfigurationError(f"CACHES TIMEOUT must be >= 0 or None, got {timeout!r}")
-        maxsize = _validate.count(
-            "CACHES OPTIONS MAX_ENTRIES",
-            options.get("MAX_ENTRIES", DEFAULT_MAX_ENTRIES),
-            minimum=1,
-        )
-        max_loading = options.get("MAX_LOADING")
-        spec = _Spec(
-            name=_validate.name("CACHES OPTIONS NAME", options.get("NAME", location or "django")),
-            maxsize=maxsize,
-            pickle=_validate.flag("CACHES OPTIONS PICKLE", options.get("PICKLE", True)),
-            load_timeout=_validate.duration(
-                "CACHES OPTIONS LOAD_TIMEOUT",
-                options.get("LOAD_TIMEOUT", DEFAULT_LOAD_TIMEOUT),
-                allow_zero=False,
-            ),
-            max_loading=None
-            if max_loading is None
-            else _validate.count("CACHES OPTIONS MAX_LOADING", max_loading, minimum=1),
-            clock=_validate.function(
-                "CACHES OPTIONS CLOCK",
-                options.get("CLOCK", time.monotonic),
-                "a clock like time.monotonic",
-            ),
-        )
-        swr = _validate.duration(
-            "CACHES OPTIONS STALE_WHILE_REVALIDATE", options.get("STALE_WHILE_REVALIDATE", 0)
-        )
-        sie = _validate.duration("CACHES OPTIONS STALE_IF_ERROR", options.get("STALE_IF_ERROR", 0))
+        config = _configured(location, params)
         super().__init__(params)
-        self.default_timeout = timeout
+        self.default_timeout = config.timeout
         self._location = location
-        self._default_ttl = default_ttl
-        self._swr = swr or None  # None: the common call passes no window (NamedCache's fast path)
-        self._sie = sie or None
-        self._encode: Callable[[Any], Any] = _pickled if spec.pickle else _identity
-        self._decode: Callable[[Any], Any] = _unpickled if spec.pickle else _identity
-        self._named = _REGISTRY.get(location, spec)
+        self._default_ttl = config.default_ttl
+        self._swr = config.swr
+        self._sie = config.sie
+        pickled = config.spec.pickle
+        self._encode: Callable[[Any], Any] = _pickled if pickled else _identity
+        self._decode: Callable[[Any], Any] = _unpickled if pickled else _identity
+        self._named = config.cache
 
     def __repr__(self) -> str:
         return (

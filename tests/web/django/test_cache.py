@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from django.core.cache import CacheKeyWarning  # type: ignore[import-untyped,unused-ignore]
 
-from seerrperf import ConfigurationError
+from seerrperf import CacheLoadTimeout, ConfigurationError
 from seerrperf.django.cache import SeerrperfCache
 from seerrperf.testing import FakeClock
 
@@ -834,3 +834,57 @@ def test_name_defaults_to_the_location_and_can_be_set() -> None:
     named = SeerrperfCache(new_location(), {"OPTIONS": {"NAME": "pages"}})
     assert named.stats().name == "pages"
     assert "pages" in repr(named)
+
+
+def test_stale_if_error_serves_the_stale_value_when_the_load_fails(clock: FakeClock) -> None:
+    cache: SeerrperfCache = handler(caches_setting(clock, STALE_IF_ERROR=60))["default"]
+
+    def failing() -> str:
+        raise LookupError("upstream down")
+
+    assert cache.get_or_set("k", "old", timeout=10) == "old"
+    clock.advance(30)
+    assert cache.get_or_set("k", failing, timeout=10) == "old"
+    clock.advance(41)  # past the window: the failure is raised
+    with pytest.raises(LookupError, match="upstream down"):
+        cache.get_or_set("k", failing, timeout=10)
+
+
+def test_waiters_of_a_hung_load_get_cache_load_timeout(clock: FakeClock) -> None:
+    cache: SeerrperfCache = handler(caches_setting(clock, LOAD_TIMEOUT=0.2))["default"]
+    entered = threading.Event()
+    release = threading.Event()
+
+    def hung() -> str:
+        entered.set()
+        assert release.wait(30)
+        return "late"
+
+    leader = threading.Thread(target=lambda: cache.get_or_set("k", hung))
+    leader.start()
+    try:
+        assert entered.wait(30)
+        with pytest.raises(CacheLoadTimeout, match="load_timeout of 0.2 s"):
+            cache.get_or_set("k", hung)  # joins the load, waits 0.2 s at most
+    finally:
+        release.set()
+        leader.join(30)
+    assert not leader.is_alive()
+    assert cache.stats().load_timeouts == 1
+    assert cache.has_key("k") is False  # the late result is not stored
+
+
+def test_settings_checked_once_are_still_told_apart_by_type() -> None:
+    # Backends are made per thread and per async task from copies of the same
+    # settings, which are checked once; True == 1, but TIMEOUT=True is refused.
+    location = new_location()
+    assert SeerrperfCache(location, {"TIMEOUT": 1}).default_timeout == 1
+    assert SeerrperfCache(location, {"TIMEOUT": 1}).named_cache is (
+        SeerrperfCache(location, {"TIMEOUT": 1.0}).named_cache
+    )
+    with pytest.raises(ConfigurationError, match="TIMEOUT must be a number of seconds"):
+        SeerrperfCache(location, {"TIMEOUT": True})
+    with pytest.raises(ConfigurationError, match="MAX_ENTRIES=7"):  # and every time
+        SeerrperfCache(location, {"OPTIONS": {"MAX_ENTRIES": 7}})
+    with pytest.raises(ConfigurationError, match="MAX_ENTRIES=7"):
+        SeerrperfCache(location, {"OPTIONS": {"MAX_ENTRIES": 7}})
