@@ -864,7 +864,7 @@ def test_waiters_of_a_hung_load_get_cache_load_timeout(clock: FakeClock) -> None
     leader.start()
     try:
         assert entered.wait(30)
-        with pytest.raises(CacheLoadTimeout, match="load_timeout of 0.2 s"):
+        with pytest.raises(CacheLoadTimeout, match=r"load_timeout of 0\.2 s"):
             cache.get_or_set("k", hung)  # joins the load, waits 0.2 s at most
     finally:
         release.set()
