@@ -20,8 +20,9 @@ a load timeout; eviction is least-recently-used one entry at a time, with
 statistics (:meth:`SeerrperfCache.stats`). ``add``, ``delete``, ``touch`` and
 ``incr`` are atomic, as in ``LocMemCache``.
 
-Django makes a cache object per thread (``caches[alias]`` is thread-local);
-every one of them for a ``LOCATION`` uses the same :class:`NamedCache`, held
+Django makes a cache object per thread, and per task in async code
+(``caches[alias]`` is an ``asgiref`` ``Local``); every one of them for a
+``LOCATION`` uses the same :class:`NamedCache`, held
 in a registry of this module for the life of the process. A forked child
 (gunicorn ``--preload``) keeps its copy of the entries and gets fresh locks.
 
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import pickle
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
@@ -43,6 +43,7 @@ from seerrperf import _validate
 from seerrperf._cache.flight import MISSING
 from seerrperf._cache.named import DEFAULT_LOAD_TIMEOUT, CacheStats, NamedCache
 from seerrperf._errors import ConfigurationError
+from seerrperf._redis.codec import PickleSerializer
 from seerrperf._runtime import Clock, at_fork
 
 from . import _cache_ops
@@ -71,20 +72,13 @@ OPTIONS: Final = frozenset(
 )
 """The keys ``CACHES[alias]["OPTIONS"]`` may hold; any other is refused."""
 
-_PICKLE_PROTOCOL: Final = pickle.HIGHEST_PROTOCOL
+_PICKLE: Final = PickleSerializer()
+"""Values are pickled as the shared Redis tier pickles them; in-process, only
+bytes this process pickled itself are ever read back."""
 
 
 def _identity(value: Any) -> Any:
     return value
-
-
-def _pickled(value: Any) -> bytes:
-    return pickle.dumps(value, _PICKLE_PROTOCOL)
-
-
-def _unpickled(data: Any) -> Any:
-    # Only bytes this process pickled itself are ever read back: no foreign input.
-    return pickle.loads(data)  # noqa: S301
 
 
 def _ttl(arg: str, timeout: object) -> float:
@@ -338,8 +332,8 @@ class SeerrperfCache(BaseCache):
         self._swr = config.swr
         self._sie = config.sie
         pickled = config.spec.pickle
-        self._encode: Callable[[Any], Any] = _pickled if pickled else _identity
-        self._decode: Callable[[Any], Any] = _unpickled if pickled else _identity
+        self._encode: Callable[[Any], Any] = _PICKLE.dumps if pickled else _identity
+        self._decode: Callable[[Any], Any] = _PICKLE.loads if pickled else _identity
         self._named = config.cache
 
     def __repr__(self) -> str:
