@@ -218,25 +218,47 @@ class CacheManager:
         round trip (``backend.flush()``) for every cache of the namespace,
         whatever their number.
         """
-        for cache in self._all():
-            cache._clear_local()
+        self.clear_local()
         if self._shared is not None:
             self._shared.flush()
 
     async def aflush(self) -> None:
         """The async twin of :meth:`flush`."""
-        for cache in self._all():
-            cache._clear_local()
+        self.clear_local()
         if self._shared is not None:
             await self._shared.aflush()
+
+    def clear_local(self) -> None:
+        """Empty every cache in this process only; the shared tier keeps its entries."""
+        for cache in self._all():
+            cache._clear_local()
 
     def close(self) -> None:
         """Detach every cache from the shared tier (see :meth:`NamedCache.close`).
 
-        The backend itself is not closed: it is the caller's.
+        The backend itself is not closed: it is the caller's. The caches work
+        on, in this process only.
         """
-        for cache in self._all():
+        with self._lock:
+            self._shared = None
+            caches = list(self._caches.values())
+        for cache in caches:
             cache.close()
+
+    def _use_shared(self, backend: RedisBackend) -> None:
+        """Put ``backend``'s shared tier beneath every cache, existing and future.
+
+        For the web integrations, which make the caches when the app is
+        built and the backend in each worker process.
+        """
+        from seerrperf._redis.backend import RedisBackend
+
+        _validate.instance("shared", backend, RedisBackend, "a RedisBackend")
+        with self._lock:
+            self._shared = backend
+            caches = list(self._caches.values())
+        for cache in caches:
+            cache._attach(backend.tier(cache.name))
 
     def _all(self) -> list[NamedCache]:
         with self._lock:

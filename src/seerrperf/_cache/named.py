@@ -299,12 +299,7 @@ class NamedCache:
         self._epoch = 0  # moves on with every change: a shared read begun before is not kept
         self._shared_hits = self._local_only = 0
         if shared is not None:
-            from seerrperf._redis.tier import SharedTier
-
-            self._tier = _validate.instance(
-                "shared", shared, SharedTier, "a SharedTier (RedisBackend.tier(name))"
-            )
-            self._subscription = shared.subscribe(self._on_invalidation)
+            self._attach(shared)
 
     def __repr__(self) -> str:
         return f"<NamedCache {self._name!r} ttl={self._ttl:g} maxsize={self._maxsize}>"
@@ -338,6 +333,17 @@ class NamedCache:
     def shared(self) -> SharedTier | None:
         """The shared tier beneath this cache, or ``None``."""
         return self._tier
+
+    def _attach(self, shared: SharedTier) -> None:
+        """Put ``shared`` beneath this cache (its first resync drops what is held locally)."""
+        from seerrperf._redis.tier import SharedTier
+
+        tier = _validate.instance(
+            "shared", shared, SharedTier, "a SharedTier (RedisBackend.tier(name))"
+        )
+        self.close()
+        self._subscription = tier.subscribe(self._on_invalidation)
+        self._tier = tier
 
     def close(self) -> None:
         """Detach the shared tier: stop receiving invalidations; the local tier works on.
