@@ -5,7 +5,9 @@
    "seed claim vs measured" table (``report.py``);
 2. connection strategies compared under one burst (``workload.py``, the
    workload ``benchmarks/bench_pool.py`` measures too);
-3. a database health check.
+3. a database health check;
+4. a fleet of worker processes, per-process caches vs the shared tier on
+   Valkey (``fleet.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from seerrperf import async_check_database_health, async_pool_factory
 from seerrperf.testing import EmbeddedPostgres
 
 from .builds import compare_builds, load_media_app
+from .fleet import fleet_section
 from .load import EXPECTED_STATUSES, LoadPlan
 from .report import format_table, results_table
 from .workload import pool_comparison
@@ -137,11 +140,16 @@ def run_demo(
         say("")
         return await _pool_section(dsn, tasks, say) or code
 
+    def fleet(code: int) -> int:
+        say("")
+        return fleet_section(quick, say) or code
+
     if dsn:
-        return anyio.run(main, dsn)
+        return fleet(anyio.run(main, dsn))
     say("Starting an embedded PostgreSQL server ...")
     t0 = time.perf_counter()
     with EmbeddedPostgres() as server:
         say(f"   ready in {time.perf_counter() - t0:.2f} s on 127.0.0.1:{server.port}")
         say("")
-        return anyio.run(main, server.dsn)
+        code = anyio.run(main, server.dsn)
+    return fleet(code)

@@ -9,6 +9,7 @@ import pytest
 
 from demo.__main__ import main as demo_main
 from demo.builds import compare_builds, load_media_app
+from demo.fleet import FleetPlan, busiest_second, fleet_comparison
 from demo.load import LoadPlan
 from demo.run import run_demo
 from demo.workload import pool_comparison
@@ -68,3 +69,21 @@ def test_the_demo_is_no_longer_a_seerrperf_command(capsys: pytest.CaptureFixture
         seerrperf_main(["demo"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'demo'" in capsys.readouterr().err
+
+
+def test_busiest_second_counts_the_most_events_in_any_one_second_window() -> None:
+    assert busiest_second([]) == 0
+    assert busiest_second([0.0, 0.5, 0.99, 1.0, 1.2, 5.0]) == 4  # 0.5 .. 1.2
+    assert busiest_second([3.0, 1.0, 2.0]) == 1
+
+
+@pytest.mark.slow
+def test_the_fleet_shares_one_cache_and_one_budget_through_redis(redis_url: str) -> None:
+    plan = FleetPlan.quick()
+    local, shared = fleet_comparison(plan, redis_url)
+    assert (local.build, shared.build) == ("per process", "shared tier")
+    assert local.errors == shared.errors == 0
+    assert shared.distinct_ids == local.distinct_ids
+    assert shared.upstream_calls == shared.distinct_ids  # one call per title for the fleet
+    assert local.upstream_calls > shared.upstream_calls  # each process asked on its own
+    assert shared.busiest_second <= plan.max_rps
