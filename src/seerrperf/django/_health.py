@@ -35,7 +35,7 @@ _GUARDED: Final = "_seerrperf_guarded"
 # Connection parameters of Django's that are Python objects, not libpq's.
 _NOT_LIBPQ: Final = frozenset({"cursor_factory", "context", "prepare_threshold", "autocommit"})
 _health_pools: dict[str, PerProcess[ConnectionPool[Any]]] = {}
-_health_pools_guard = threading.Lock()
+_health_pools_guard = threading.Lock()  # also serialises guard_pool
 
 
 def guard_pool(pool: ConnectionPool[Any], *, clock: Clock = time.monotonic) -> None:
@@ -53,19 +53,20 @@ def guard_pool(pool: ConnectionPool[Any], *, clock: Clock = time.monotonic) -> N
         pool: Django's pool (``connections[alias].pool``), or any psycopg_pool one.
         clock: Measures how long a connection was idle (tests pass a FakeClock).
     """
-    if getattr(pool, _GUARDED, False):
-        return
-    original: Callable[[Any], None] | None = getattr(pool, "_check", None)
-    if original is not None:
-        tracker = _IdleTracker(CHECK_IDLE, clock)
+    with _health_pools_guard:  # two threads must not wrap the check twice
+        if getattr(pool, _GUARDED, False):
+            return
+        original: Callable[[Any], None] | None = getattr(pool, "_check", None)
+        if original is not None:
+            tracker = _IdleTracker(CHECK_IDLE, clock)
 
-        def check(conn: Any) -> None:
-            if tracker.due(conn):
-                with guard_check(conn):
-                    original(conn)
+            def check(conn: Any) -> None:
+                if tracker.due(conn):
+                    with guard_check(conn):
+                        original(conn)
 
-        pool._check = check
-    setattr(pool, _GUARDED, True)
+            pool._check = check
+        setattr(pool, _GUARDED, True)
 
 
 def _failed(reason: str, start: float) -> HealthResult:

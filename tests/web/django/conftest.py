@@ -17,6 +17,7 @@ import psycopg.conninfo
 import pytest
 
 from seerrperf.testing import FakeTmdb
+from tests._support import SENTINEL
 
 TOKEN = "django-tmdb-token"
 
@@ -64,6 +65,13 @@ def django_project(postgres_dsn: str, fake_tmdb: tuple[FakeTmdb, str]) -> Iterat
                 ),
                 "direct": database(postgres_dsn, **database_options(pool=False)),
                 "lite": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+                # nothing listens on port 1: refused at once; the password must never show
+                "unreachable": {
+                    **database(postgres_dsn, **database_options()),
+                    "HOST": "127.0.0.1",
+                    "PORT": "1",
+                    "PASSWORD": SENTINEL,
+                },
             },
             SEERRPERF={
                 "TMDB_ACCESS_TOKEN": TOKEN,

@@ -14,6 +14,7 @@ from psycopg_pool import ConnectionPool
 from seerrperf import LockTimeout, PgAdvisoryLock, pool_factory
 from seerrperf.django import DjangoAdvisoryLock, check_health, guard_pool
 from seerrperf.testing import FakeClock
+from tests._support import SENTINEL
 
 pytestmark = pytest.mark.usefixtures("django_project")
 
@@ -117,3 +118,18 @@ def test_the_django_health_check_check() -> None:
     Database().run()  # passes: no exception
     with pytest.raises(ServiceUnavailable, match="sqlite"):
         Database(alias="lite").run()
+
+
+def test_no_secret_in_a_failed_check_or_the_settings(caplog: pytest.LogCaptureFixture) -> None:
+    from django.db import connections
+
+    from seerrperf.django import config
+
+    try:
+        with caplog.at_level("DEBUG"):
+            result = check_health("unreachable", timeout=1.0)
+    finally:
+        connections["unreachable"].close_pool()  # stop its reconnection attempts
+    assert not result.healthy
+    assert SENTINEL not in repr(result) + str(result.as_dict()) + caplog.text
+    assert "django-tmdb-token" not in repr(config())

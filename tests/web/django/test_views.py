@@ -145,3 +145,13 @@ def test_system_checks_and_the_health_command() -> None:
     with pytest.raises(SystemExit) as failed:
         call_command("seerrperf_health", "--database", "nowhere", stdout=io.StringIO())
     assert failed.value.code == 1
+
+
+@pytest.mark.anyio
+async def test_an_outage_in_an_async_view_under_asgi_is_a_503() -> None:
+    from django.test import AsyncClient
+
+    down = await AsyncClient(raise_request_exception=False).get("/async-fail")
+    assert down.status_code == 503
+    assert down["Content-Type"] == "application/problem+json"
+    assert (down["Cache-Control"], down["Retry-After"]) == ("no-store", "5")

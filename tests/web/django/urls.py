@@ -45,3 +45,11 @@ urlpatterns = [
     path("fail/<str:kind>", fail),
     path("conflict", cached_error),
 ]
+
+
+async def async_fail(request: HttpRequest) -> HttpResponse:
+    """An async view meeting a database outage."""
+    raise psycopg.OperationalError("connection lost")
+
+
+urlpatterns.append(path("async-fail", async_fail))
