@@ -47,7 +47,7 @@ from seerrperf._redis.codec import PickleSerializer
 from seerrperf._runtime import Clock, at_fork
 
 from . import _cache_ops
-from ._cache_base import DEFAULT_TIMEOUT, BaseCache
+from ._cache_base import DEFAULT_TIMEOUT, BaseCache, on_caches_changed
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "FOREVER", "OPTIONS", "SeerrperfCache"]
 
@@ -144,6 +144,17 @@ class _Registry:
         # a registry lock held by a parent thread at the fork must not stay held.
         self._lock = threading.Lock()
 
+    def forget(self) -> None:
+        """Start afresh: the next backend made for a LOCATION gets a new NamedCache.
+
+        For Django's ``override_settings(CACHES=...)``: the new settings may
+        give a LOCATION other options. Backend objects made before keep the
+        cache they had.
+        """
+        with self._lock:
+            self._caches.clear()
+            _CONFIGS.clear()
+
     def get(self, location: str, spec: _Spec) -> NamedCache:
         with self._lock:
             found = self._caches.get(location)
@@ -169,6 +180,7 @@ class _Registry:
 
 
 _REGISTRY: Final = _Registry()
+on_caches_changed(_REGISTRY.forget)
 
 
 @dataclass(frozen=True, slots=True)
