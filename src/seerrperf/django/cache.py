@@ -338,7 +338,7 @@ class SeerrperfCache(BaseCache):
     def __init__(self, location: str, params: Mapping[str, Any]) -> None:
         config = _configured(location, params)
         super().__init__(params)
-        self.default_timeout = config.timeout
+        self.default_timeout: float | None = config.timeout
         self._location = location
         self._default_ttl = config.default_ttl
         self._swr = config.swr
