@@ -122,9 +122,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     ``FLASK_SEERRPERF_TMDB_ACCESS_TOKEN``, ``FLASK_SEERRPERF_TMDB_BASE_URL``,
     ``FLASK_IMAGE_BASE_URL``, ``FLASK_ADMIN_TOKEN``, ``FLASK_SEERRPERF_LOCK``
     ... (Flask's ``from_prefixed_env``: values are read as JSON when they parse).
+    ``REDIS_URL`` (or ``FLASK_SEERRPERF_REDIS_URL``) gives every worker one
+    shared cache tier, one TMDB rate limit and each other's invalidations.
     """
     app = Flask("flask_app")
     app.config.from_mapping(DEFAULTS)
+    if os.environ.get("REDIS_URL", "").strip():  # a shared cache tier and TMDB budget
+        app.config["SEERRPERF_REDIS_URL"] = os.environ["REDIS_URL"].strip()
     app.config.from_prefixed_env()
     app.config.from_mapping(config or {})
     sp.init_app(app)  # checks SEERRPERF_*; 503s for outages, no-store errors, body limit

@@ -164,6 +164,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool_kwargs={"autocommit": True},
         health_timeout=HEALTH_TIMEOUT,
         max_body_size=MAX_BODY_SIZE,
+        # REDIS_URL: one shared cache tier, TMDB budget and invalidations for every worker.
+        redis_url=given.redis_url,
     )
 
     @asynccontextmanager
@@ -338,11 +340,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/api/v1/settings/cache/{name}/flush", dependencies=[Admin], status_code=204)
     async def cache_flush(name: str, caches: Caches) -> Response:
-        """Empty one cache: 204, or 404 for an unknown name (Seerr's route)."""
-        try:
-            caches.clear(name)
-        except KeyError:
-            raise HTTPException(404, "no such cache") from None
+        """Empty one cache in every worker: 204, or 404 for an unknown name (Seerr's route)."""
+        if name not in caches.names():
+            raise HTTPException(404, "no such cache")
+        await caches.get_cache(name).aclear()  # with REDIS_URL: the shared tier too, awaited
         return Response(status_code=204, headers=no_store_headers())
 
     return app

@@ -35,6 +35,9 @@ class Settings:
         naive: Build the app without seerrperf's patterns, for comparison.
         movie_limit: Active movie requests a new user may have.
         series_limit: Active series requests a new user may have.
+        redis_url: Redis or Valkey URL; when set, every worker shares one
+            cache tier, one TMDB rate limit and its invalidations
+            (``docs/scale-out.md``). ``None``: each worker on its own.
     """
 
     database_url: str | None = field(default=None, repr=False)
@@ -47,6 +50,7 @@ class Settings:
     naive: bool = False
     movie_limit: int = 10
     series_limit: int = 5
+    redis_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.lock_mode not in ("local", "advisory"):
@@ -72,7 +76,8 @@ class Settings:
         ``DATABASE_URL``, ``TMDB_API_KEY``, ``TMDB_ACCESS_TOKEN``,
         ``TMDB_BASE_URL``, ``TMDB_IMAGE_BASE_URL``, ``ADMIN_TOKEN``,
         ``MEDIA_APP_LOCK`` (``local``/``advisory``), ``MEDIA_APP_NAIVE``
-        (``1``/``0``), ``MEDIA_APP_MOVIE_LIMIT``, ``MEDIA_APP_SERIES_LIMIT``.
+        (``1``/``0``), ``MEDIA_APP_MOVIE_LIMIT``, ``MEDIA_APP_SERIES_LIMIT``,
+        ``REDIS_URL``.
         Unset or empty variables keep the defaults.
 
         Args:
@@ -114,5 +119,6 @@ class Settings:
             admin_token=text("ADMIN_TOKEN"),
             lock_mode="advisory" if lock == "advisory" else "local",
             naive=naive in _TRUE,
+            redis_url=text("REDIS_URL"),
             **limits,
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -22,6 +22,9 @@ from ._errors import ConfigurationError
 from ._pg import AsyncTunedConnectionPool, TunedConnectionPool
 from ._runtime import HistogramSnapshot
 from ._tmdb.client import AsyncTmdbClient, BaseTmdbClient, TmdbClient
+
+if TYPE_CHECKING:
+    from ._redis.backend import RedisBackend
 
 __all__ = ["Caches", "Lock", "Tmdb", "collect_stats", "pool_stats", "upstream_latency"]
 
@@ -150,8 +153,9 @@ def collect_stats(
     tmdb: Tmdb | None = None,
     locks: Lock | Mapping[str, Lock] | None = None,
     sizes: bool | Literal["exact"] = True,
+    redis: RedisBackend | None = None,
 ) -> dict[str, Any]:
-    """Return one JSON-ready snapshot of pool, caches, TMDB client and locks.
+    """Return one JSON-ready snapshot of pool, caches, TMDB client, locks and Redis.
 
     Args:
         pool: A psycopg_pool pool (sync or async): connections in use, idle,
@@ -171,17 +175,30 @@ def collect_stats(
             proportional to the cached data: for a debug page, not for every
             scrape; it sees values mutated after they were stored).
             ``False``: the two fields are left out.
+        redis: A :class:`~seerrperf.RedisBackend`: this process's
+            :class:`~seerrperf.RedisStats` (shared hits and misses, round
+            trips, errors, fallbacks, leases, invalidations, limiter waits).
+            By default the backend of ``caches`` when that is a
+            ``CacheManager(shared=backend)``.
 
     Returns:
         ``{"collected_at": ISO time, "pool": ..., "caches": ..., "tmdb": ...,
-        "locks": ...}`` with only the sections given.
+        "locks": ..., "redis": ...}`` with only the sections given.
 
     Raises:
         ConfigurationError: nothing was given to collect, or an argument is
             not of a kind it can collect (checked before anything is read).
     """
-    if pool is None and caches is None and tmdb is None and locks is None:
-        raise ConfigurationError("collect_stats needs at least one of pool, caches, tmdb, locks")
+    if pool is None and caches is None and tmdb is None and locks is None and redis is None:
+        raise ConfigurationError(
+            "collect_stats needs at least one of pool, caches, tmdb, locks, redis"
+        )
+    if redis is not None:
+        from ._redis.backend import RedisBackend
+
+        _validate.instance("redis", redis, RedisBackend, "a RedisBackend")
+    elif isinstance(caches, CacheManager):
+        redis = caches.shared
     if pool is not None:
         _validate.instance(
             "pool", pool, (ConnectionPool, AsyncConnectionPool), "a psycopg_pool pool"
@@ -207,4 +224,6 @@ def collect_stats(
         snapshot["locks"] = {
             name: dict(lock.stats().as_dict()) for name, lock in named_locks.items()
         }
+    if redis is not None:
+        snapshot["redis"] = redis.stats().as_dict()
     return snapshot

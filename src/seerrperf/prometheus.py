@@ -31,7 +31,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 try:
     from prometheus_client import Counter, Gauge, Histogram, values
@@ -55,6 +55,9 @@ from . import _validate
 from ._errors import ConfigurationError
 from ._runtime import HistogramSnapshot
 from ._stats import Caches, Lock, Tmdb, collect_stats, upstream_latency
+
+if TYPE_CHECKING:
+    from ._redis.backend import RedisBackend
 
 __all__ = ["MULTIPROC_DIR_ENV", "PrometheusExporter", "SeerrperfCollector"]
 
@@ -88,8 +91,10 @@ _MS = 0.001
 _POOL = (
     _gauge("pool_min", "pool_min_connections", "Connections the pool keeps open at least."),
     _gauge("pool_max", "pool_max_connections", "Most connections the pool may open."),
-    _gauge("pool_size", "pool_connections", "Connections open now (in use, idle or opening)."),
-    _gauge("in_use", "pool_connections_in_use", "Connections checked out (or opening) now."),
+    _gauge("pool_limit", "pool_limit_connections", "Connections the growth rule allows now."),
+    _gauge("pool_size", "pool_connections", "Connections open now (in use or idle)."),
+    _gauge("in_use", "pool_connections_in_use", "Connections checked out now."),
+    _gauge("connections_pending", "pool_connections_pending", "Connections being opened now."),
     _gauge("pool_available", "pool_connections_idle", "Idle connections ready in the pool."),
     _gauge("requests_waiting", "pool_requests_waiting", "Checkouts waiting for a connection now."),
     _counter("requests_num", "pool_requests", "Connection checkouts requested."),
@@ -118,6 +123,12 @@ _POOL = (
     ),
     _counter("connections_errors", "pool_connection_errors", "Failed connection attempts."),
     _counter("connections_lost", "pool_connections_lost", "Connections found broken."),
+    _counter("grows", "pool_grows", "Connections the growth rule added."),
+    _counter(
+        "query_timeouts",
+        "pool_query_timeouts",
+        "Commands that reached query_timeout (their connections were closed).",
+    ),
 )
 _CACHE = (
     _counter("lookups", "cache_lookups", "Lookups (hits, stale hits and misses)."),
@@ -134,6 +145,37 @@ _CACHE = (
     # Exported only when the snapshot has them (a cheap figure, not a walk per scrape).
     _gauge("key_bytes", "cache_key_bytes", "Approximate memory held by keys."),
     _gauge("value_bytes", "cache_value_bytes", "Approximate memory held by values."),
+    _counter("shared_hits", "cache_shared_hits", "Lookups answered by the shared tier."),
+    _counter("local_only", "cache_local_only", "Keys or values kept out of the shared tier."),
+)
+_REDIS = (
+    _gauge("available", "redis_available", "1 while calls go to Redis (breaker closed)."),
+    _gauge("subscribed", "redis_subscribed", "1 while this process receives invalidations."),
+    _counter("shared_hits", "redis_shared_hits", "Lookups answered with a fresh shared entry."),
+    _counter("stale_hits", "redis_stale_hits", "Lookups answered with a stale shared entry."),
+    _counter("shared_misses", "redis_shared_misses", "Lookups with no usable shared entry."),
+    _counter("round_trips", "redis_round_trips", "Requests sent to Redis."),
+    _counter("errors", "redis_errors", "Requests to Redis that failed."),
+    _counter("fallbacks", "redis_fallbacks", "Operations answered without Redis."),
+    _counter("loads", "redis_loads", "Loader runs started by the shared tier."),
+    _counter("lease_waits", "redis_lease_waits", "Loads that waited for another's lease."),
+    _counter("takeovers", "redis_lease_takeovers", "Leases taken over from a dead holder."),
+    _counter("leases_lost", "redis_leases_lost", "Loads not stored: their lease was gone."),
+    _counter("lease_timeouts", "redis_lease_timeouts", "Lease waits that gave up."),
+    _counter("invalidations_sent", "redis_invalidations_sent", "Invalidations published."),
+    _counter(
+        "invalidations_received",
+        "redis_invalidations_received",
+        "Invalidations of other processes received.",
+    ),
+    _counter("resyncs", "redis_resyncs", "Local tiers dropped after a lost subscription."),
+    _counter("limiter_waits", "redis_limiter_waits", "Rate-limiter reservations that waited."),
+    _counter(
+        "limiter_wait_seconds",
+        "redis_limiter_wait_seconds",
+        "Time rate-limiter reservations waited.",
+    ),
+    _counter("local_only", "redis_local_only", "Values kept out of the shared tier."),
 )
 _TMDB = (
     _counter("requests", "tmdb_requests", "Calls made to the TMDB client."),
@@ -159,6 +201,7 @@ _SECTIONS: tuple[tuple[str, str | None, tuple[_Spec, ...]], ...] = (
     ("caches", "cache", _CACHE),
     ("tmdb", None, _TMDB),
     ("locks", "lock", _LOCK),
+    ("redis", None, _REDIS),
 )
 LATENCY_METRIC: Final = "seerrperf_tmdb_upstream_latency_seconds"
 _LATENCY_HELP = "Time TMDB took to answer an HTTP request (each retry counts)."
@@ -174,7 +217,7 @@ class _Family:
 def _rows(section: str, data: Any) -> Mapping[str, Mapping[str, Any]]:
     if section == "pool":
         return {data["name"]: data}
-    if section == "tmdb":
+    if section in ("tmdb", "redis"):
         return {"": data}
     if section == "caches":
         return {
@@ -193,12 +236,14 @@ class _Sources:
         caches: Caches | None,
         tmdb: Tmdb | None,
         locks: Lock | Mapping[str, Lock] | None,
+        redis: RedisBackend | None = None,
     ) -> None:
         self._arguments: dict[str, Any] = {
             "pool": pool,
             "caches": caches,
             "tmdb": tmdb,
             "locks": locks,
+            "redis": redis,
         }
         self._tmdb = tmdb
         collect_stats(**self._arguments)  # fail at construction, not at the first scrape
@@ -247,6 +292,9 @@ class SeerrperfCollector(Collector):
         tmdb: A TMDB client; its upstream latency becomes the histogram
             ``seerrperf_tmdb_upstream_latency_seconds``.
         locks: A lock or a mapping of names to locks; labelled ``lock``.
+        redis: A ``RedisBackend`` (by default that of a
+            ``CacheManager(shared=backend)`` given as ``caches``): its
+            ``seerrperf_redis_*`` metrics.
 
     Raises:
         ConfigurationError: as :func:`seerrperf.collect_stats`.
@@ -259,8 +307,9 @@ class SeerrperfCollector(Collector):
         caches: Caches | None = None,
         tmdb: Tmdb | None = None,
         locks: Lock | Mapping[str, Lock] | None = None,
+        redis: RedisBackend | None = None,
     ) -> None:
-        self._sources = _Sources(pool, caches, tmdb, locks)
+        self._sources = _Sources(pool, caches, tmdb, locks, redis)
 
     def collect(self) -> Iterator[Metric]:
         """Yield the metric families, read from the live objects."""
@@ -528,6 +577,7 @@ class PrometheusExporter:
         caches: A ``CacheManager``, mapping or caches; labelled ``cache``.
         tmdb: A TMDB client.
         locks: A lock or a mapping of names to locks; labelled ``lock``.
+        redis: A ``RedisBackend``, as for :class:`SeerrperfCollector`.
         registry: One process only: the registry to add the collector to
             (``prometheus_client.REGISTRY`` to serve your own metrics on the
             same page); by default a new one. In multiprocess mode every
@@ -552,6 +602,7 @@ class PrometheusExporter:
         locks: Lock | Mapping[str, Lock] | None = None,
         registry: CollectorRegistry | None = None,
         flush_interval: float | None = 1.0,
+        redis: RedisBackend | None = None,
     ) -> None:
         self._interval = _validate.duration(
             "flush_interval", flush_interval, allow_zero=False, allow_none=True
@@ -572,7 +623,7 @@ class PrometheusExporter:
         if directory is None:
             self.registry = CollectorRegistry() if registry is None else registry
             self.registry.register(
-                SeerrperfCollector(pool=pool, caches=caches, tmdb=tmdb, locks=locks)
+                SeerrperfCollector(pool=pool, caches=caches, tmdb=tmdb, locks=locks, redis=redis)
             )
             return
         if registry is not None:
@@ -589,7 +640,7 @@ class PrometheusExporter:
                 f"{MULTIPROC_DIR_ENV} was set after prometheus_client was imported, so its "
                 "metrics are not shared: set it in the environment before the process starts"
             )
-        self._sources = _Sources(pool, caches, tmdb, locks)
+        self._sources = _Sources(pool, caches, tmdb, locks, redis)
         self._mirror = _Mirror()
         self.registry = CollectorRegistry()
         self.registry.register(_Fleet(self, directory))

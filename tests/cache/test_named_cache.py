@@ -305,6 +305,8 @@ def test_stats_count_every_lookup_once(clock: FakeClock) -> None:
         "value_bytes",
         "load_timeouts",
         "loads_rejected",
+        "shared_hits",
+        "local_only",
     }
 
 

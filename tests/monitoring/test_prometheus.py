@@ -20,6 +20,7 @@ from seerrperf import (
     ConfigurationError,
     LockTimeout,
     NamedCache,
+    RedisBackend,
     TmdbNotFound,
     async_pool_factory,
     collect_stats,
@@ -35,8 +36,10 @@ pytestmark = pytest.mark.anyio
 EXPECTED_FAMILIES = {
     "seerrperf_pool_min_connections": "gauge",
     "seerrperf_pool_max_connections": "gauge",
+    "seerrperf_pool_limit_connections": "gauge",
     "seerrperf_pool_connections": "gauge",
     "seerrperf_pool_connections_in_use": "gauge",
+    "seerrperf_pool_connections_pending": "gauge",
     "seerrperf_pool_connections_idle": "gauge",
     "seerrperf_pool_requests_waiting": "gauge",
     "seerrperf_pool_requests_total": "counter",
@@ -49,6 +52,8 @@ EXPECTED_FAMILIES = {
     "seerrperf_pool_connections_opening_seconds_total": "counter",
     "seerrperf_pool_connection_errors_total": "counter",
     "seerrperf_pool_connections_lost_total": "counter",
+    "seerrperf_pool_grows_total": "counter",
+    "seerrperf_pool_query_timeouts_total": "counter",
     "seerrperf_cache_lookups_total": "counter",
     "seerrperf_cache_hits_total": "counter",
     "seerrperf_cache_stale_hits_total": "counter",
@@ -62,6 +67,8 @@ EXPECTED_FAMILIES = {
     "seerrperf_cache_key_bytes": "gauge",
     "seerrperf_cache_value_bytes": "gauge",
     "seerrperf_cache_max_keys": "gauge",
+    "seerrperf_cache_shared_hits_total": "counter",
+    "seerrperf_cache_local_only_total": "counter",
     "seerrperf_tmdb_requests_total": "counter",
     "seerrperf_tmdb_upstream_calls_total": "counter",
     "seerrperf_tmdb_cache_hits_total": "counter",
@@ -77,6 +84,29 @@ EXPECTED_FAMILIES = {
     "seerrperf_lock_acquisitions_total": "counter",
     "seerrperf_lock_contended_acquisitions_total": "counter",
     "seerrperf_lock_timeouts_total": "counter",
+}
+
+
+REDIS_FAMILIES = {
+    "seerrperf_redis_available": "gauge",
+    "seerrperf_redis_subscribed": "gauge",
+    "seerrperf_redis_shared_hits_total": "counter",
+    "seerrperf_redis_stale_hits_total": "counter",
+    "seerrperf_redis_shared_misses_total": "counter",
+    "seerrperf_redis_round_trips_total": "counter",
+    "seerrperf_redis_errors_total": "counter",
+    "seerrperf_redis_fallbacks_total": "counter",
+    "seerrperf_redis_loads_total": "counter",
+    "seerrperf_redis_lease_waits_total": "counter",
+    "seerrperf_redis_lease_takeovers_total": "counter",
+    "seerrperf_redis_leases_lost_total": "counter",
+    "seerrperf_redis_lease_timeouts_total": "counter",
+    "seerrperf_redis_invalidations_sent_total": "counter",
+    "seerrperf_redis_invalidations_received_total": "counter",
+    "seerrperf_redis_resyncs_total": "counter",
+    "seerrperf_redis_limiter_waits_total": "counter",
+    "seerrperf_redis_limiter_wait_seconds_total": "counter",
+    "seerrperf_redis_local_only_total": "counter",
 }
 
 
@@ -311,3 +341,27 @@ def test_multiprocess_misconfiguration_is_named(
     with pytest.raises(ConfigurationError, match="set after prometheus_client was imported"):
         PrometheusExporter(caches=cache)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_the_redis_section_passes_promtool_in_base_units(redis_url: str) -> None:
+    with RedisBackend.from_url(redis_url, namespace="promtool", timeout=5.0) as backend:
+        caches = CacheManager(shared=backend)
+        cache = caches.get_cache("tmdb")
+        cache.get_or_set(("movie", 1), lambda: {"id": 1})
+        limiter = backend.rate_limiter("tmdb", max_rps=10)
+        limiter.reserve()
+        limiter.reserve()  # waits about 0.1 s: counted, not slept here
+        registry = CollectorRegistry()
+        registry.register(SeerrperfCollector(caches=caches))
+        text = generate_latest(registry).decode()
+        caches.close()
+    result = promtool_check(text)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    types = family_types(text)
+    assert {name: types[name] for name in REDIS_FAMILIES} == REDIS_FAMILIES
+    found = samples(text)
+    assert found[("seerrperf_redis_loads_total", ())] == 1
+    assert found[("seerrperf_redis_available", ())] == 1
+    assert found[("seerrperf_redis_limiter_waits_total", ())] == 1
+    assert 0.05 < found[("seerrperf_redis_limiter_wait_seconds_total", ())] < 0.2  # seconds
+    assert found[("seerrperf_cache_shared_hits_total", (("cache", "tmdb"),))] == 0

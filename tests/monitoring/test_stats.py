@@ -14,6 +14,7 @@ from seerrperf import (
     CacheManager,
     ConfigurationError,
     NamedCache,
+    RedisBackend,
     TmdbClient,
     async_pool_factory,
     collect_stats,
@@ -124,6 +125,7 @@ def test_nothing_to_collect_is_an_error() -> None:
         ({"caches": 3}, "caches must be a CacheManager"),
         ({"pool": object()}, "pool must be a psycopg_pool pool"),
         ({"tmdb": object()}, "tmdb must be a TmdbClient"),
+        ({"redis": object()}, "redis must be a RedisBackend"),
     ],
 )
 def test_what_cannot_be_collected_is_named(arguments: dict[str, object], named: str) -> None:
@@ -155,3 +157,18 @@ def test_the_sync_tmdb_client_is_collected_like_the_async_one() -> None:
     registry = CollectorRegistry()
     registry.register(SeerrperfCollector(tmdb=tmdb))  # accepted at registration
     assert b"seerrperf_tmdb_upstream_calls_total 1.0" in generate_latest(registry)
+
+
+def test_a_shared_managers_backend_is_its_own_section(redis_url: str) -> None:
+    with RedisBackend.from_url(redis_url, namespace="stats-section", timeout=5.0) as backend:
+        caches = CacheManager(shared=backend)
+        cache = caches.get_cache("tmdb")
+        cache.get_or_set(("movie", 1), lambda: {"id": 1})
+        snapshot = collect_stats(caches=caches)
+        assert set(snapshot["redis"]) == set(backend.stats().as_dict())
+        assert snapshot["redis"]["namespace"] == "stats-section"
+        assert snapshot["redis"]["loads"] == 1
+        assert set(snapshot["caches"]["tmdb"]) >= {"shared_hits", "local_only"}
+        assert "redis" not in collect_stats(caches=CacheManager())
+        assert collect_stats(redis=backend)["redis"]["namespace"] == "stats-section"
+        caches.close()

@@ -116,7 +116,10 @@ def answer(transport: BaseTransport[Any], *replies: tuple[int, dict[str, str], b
     decisions = []
     for status, headers, body in replies:
         exchange.begin()
-        decisions.append(exchange.answered(status, headers, body))
+        decision = exchange.answered(status, headers, body)
+        if isinstance(decision, Retry | Raise) and decision.pause:
+            transport.throttle.pause(decision.pause)  # as the I/O side does
+        decisions.append(decision)
     return decisions
 
 
@@ -187,8 +190,9 @@ def test_a_429_with_retry_after_pauses_the_throttle_instead_of_sleeping() -> Non
     decisions = answer(
         transport, (429, {"Retry-After": "2"}, b""), (429, {"retry-after": "120"}, b"")
     )
-    assert decisions[0] == Retry(0.0)
+    assert decisions[0] == Retry(0.0, pause=2.0)  # the I/O side pauses the limiter
     assert isinstance(decisions[1], Raise)
+    assert decisions[1].pause == 5.0
     assert isinstance(decisions[1].error, TmdbRateLimited)
     assert transport.throttle.pause_left() == pytest.approx(5.0)  # capped; set on the last too
     assert transport.rate_limited == 2
@@ -290,6 +294,8 @@ def test_a_429_pause_longer_than_what_is_left_gives_up_before_waiting() -> None:
     assert isinstance(decision.error, TmdbRateLimited)
     assert decision.error.status == 429
     assert transport.retries == 0
+    assert decision.pause == 30.0  # the I/O side still pauses every request
+    transport.throttle.pause(decision.pause)
     other = transport.exchange("/movie/2", {})  # a request arriving during the pause
     refused = other.next()
     assert isinstance(refused, Raise)

@@ -71,6 +71,9 @@ def test_tmdb_arguments_cache_in_the_managers_tmdb_cache() -> None:
         ({"tmdb_cache_size": 0}, "tmdb_cache_size"),
         ({"lock_namespace": ""}, "lock_namespace"),
         ({"ttl_policy": 300}, "ttl_policy"),
+        ({"redis_url": f"http://:{SENTINEL}@cache"}, "redis_url must start with redis://"),
+        ({"redis_url": f"redis://:{SENTINEL} @cache"}, "redis_url"),
+        ({"redis_url": ""}, "redis_url"),
     ],
 )
 def test_bad_settings_are_named_and_never_echo_a_secret(
@@ -90,13 +93,14 @@ def test_secrets_stay_out_of_the_repr() -> None:
     assert SENTINEL not in repr(config)
 
 
-def test_from_env_reads_four_variables_and_code_wins() -> None:
+def test_from_env_reads_five_variables_and_code_wins() -> None:
     environ = {
         "DATABASE_URL": "postgresql://db/app",
         "TMDB_API_TOKEN": SENTINEL,
         "TMDB_BASE_URL": "http://127.0.0.1:9/3",
         "TMDB_API_KEY": "  ",  # empty once stripped: skipped
-        "REDIS_URL": "redis://ignored",
+        "REDIS_URL": f"redis://:{SENTINEL}@cache:6379/0",
+        "MEMCACHED_URL": "memcached://ignored",
     }
     config = IntegrationConfig.from_env(environ, health_timeout=1.0)
     assert config.database_url == "postgresql://db/app"
@@ -104,6 +108,8 @@ def test_from_env_reads_four_variables_and_code_wins() -> None:
     assert config.tmdb_api_key is None
     assert config.tmdb_base_url == "http://127.0.0.1:9/3"
     assert config.health_timeout == 1.0
+    assert config.redis_url == f"redis://:{SENTINEL}@cache:6379/0"
+    assert SENTINEL not in repr(config)
     # A credential in code replaces both credential variables: no "only one" clash.
     keyed = IntegrationConfig.from_env(environ, tmdb_api_key="k")
     assert (keyed.tmdb_api_key, keyed.tmdb_access_token) == ("k", None)
@@ -128,3 +134,23 @@ def test_replace_checks_again() -> None:
     assert (config.max_body_size, config.lock_namespace) == (None, "media")
     with pytest.raises(ConfigurationError, match="health_timeout"):
         config.replace(health_timeout=-1)
+
+
+def test_a_shared_tier_gives_the_tmdb_client_the_fleets_rate_limiter(redis_url: str) -> None:
+    config = IntegrationConfig(
+        redis_url=redis_url, lock_namespace="config-test", tmdb_access_token=SENTINEL
+    )
+    assert IntegrationConfig().redis_backend() is None
+    backend = config.redis_backend()
+    assert backend is not None
+    with backend:
+        assert backend.namespace == "config-test"
+        caches = CacheManager(shared=backend)
+        limiter = config.tmdb_arguments(caches)["rate_limiter"]
+        assert (limiter.name, limiter.max_rps) == ("tmdb", 50)
+        slow = config.replace(tmdb_options={"max_rps": 5}).tmdb_arguments(caches)
+        assert slow["rate_limiter"].max_rps == 5
+        unlimited = config.replace(tmdb_options={"max_rps": None}).tmdb_arguments(caches)
+        assert "rate_limiter" not in unlimited
+        assert "rate_limiter" not in config.tmdb_arguments(CacheManager())
+        caches.close()

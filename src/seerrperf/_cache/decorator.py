@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from seerrperf import _validate
 
-from .named import NamedCache
+from .named import FunctionTag, NamedCache
 
 __all__ = ["CachedFunction", "cached"]
 
@@ -32,18 +32,6 @@ class CachedFunction(Protocol[_P, _R_co]):
     def cache_clear(self) -> None:
         """Drop every result of this function (other users of the cache keep theirs)."""
         ...
-
-
-class _FunctionTag:
-    """Marks one decorated function's keys; unique even for same-named closures."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"<cached {self.name}>"
 
 
 def _args_key(*args: Hashable, **kwargs: Hashable) -> Hashable:
@@ -69,6 +57,13 @@ def cached(
     reference to the arguments: pass ``key=`` to leave out a secret (an API
     key) or a large object.
 
+    On a cache with a shared tier (``CacheManager(shared=backend)``) the
+    function is known there by ``fn.__module__ + "." + fn.__qualname__``,
+    the same in every process: two functions of one module with the same
+    qualified name (closures made by one factory) share their shared
+    entries, and the arguments must be str, int, bytes, bool, None or tuples
+    of those for a result to be shared (others stay in the local tier).
+
     Args:
         cache: Where the results go; several functions may share it.
         ttl: Seconds a result stays fresh; ``None`` uses the cache's ``ttl``.
@@ -89,7 +84,7 @@ def cached(
 
     def decorate(fn: Callable[_P, _R]) -> CachedFunction[_P, _R]:
         _validate.function("fn", fn)
-        tag = _FunctionTag(f"{fn.__module__}.{fn.__qualname__}")
+        tag = FunctionTag(f"{fn.__module__}.{fn.__qualname__}")
 
         def cache_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
             return (tag, make_key(*args, **kwargs))

@@ -344,6 +344,14 @@ class SingleFlight:
         # Like asyncio.Future: one exception object, its original traceback each time.
         raise flight.error.with_traceback(flight.traceback)
 
+    def __contains__(self, key: object) -> bool:
+        """Whether a load of ``key`` is registered (lock held)."""
+        return key in self._flights
+
+    def keys(self) -> list[Hashable]:
+        """The keys with a load registered (lock held)."""
+        return list(self._flights)
+
     def forget(self, key: Hashable) -> None:
         """Let the loads running for ``key`` answer their callers but store nothing."""
         self._flights.pop(key, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from seerrperf import _validate
 from seerrperf._errors import ConfigurationError
@@ -17,6 +18,9 @@ from .named import (
     NamedCache,
     clock_argument,
 )
+
+if TYPE_CHECKING:
+    from seerrperf._redis.backend import RedisBackend
 
 __all__ = ["SEERR_TTLS", "CacheManager"]
 
@@ -46,14 +50,29 @@ class CacheManager:
         clock: Clock given to every cache it creates; pass a
             :class:`seerrperf.testing.FakeClock` in tests.
         timer: Deprecated name of ``clock``.
+        shared: A :class:`~seerrperf.RedisBackend` (one per process): every
+            cache it creates keeps its in-process tier and gains the shared
+            tier ``shared.tier(name)`` beneath it (see ``docs/scale-out.md``),
+            and :meth:`flush` empties every cache of every process.
 
     Raises:
-        ConfigurationError: ``clock`` is not callable, or both ``clock`` and
-            ``timer`` are given.
+        ConfigurationError: ``clock`` is not callable, both ``clock`` and
+            ``timer`` are given, or ``shared`` is not a ``RedisBackend``.
     """
 
-    def __init__(self, *, clock: Clock = time.monotonic, timer: Clock | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock = time.monotonic,
+        timer: Clock | None = None,
+        shared: RedisBackend | None = None,
+    ) -> None:
         self._clock = clock_argument(clock, timer, stacklevel=2)
+        self._shared: RedisBackend | None = None
+        if shared is not None:
+            from seerrperf._redis.backend import RedisBackend
+
+            self._shared = _validate.instance("shared", shared, RedisBackend, "a RedisBackend")
         self._lock = threading.Lock()
         self._caches: dict[str, NamedCache] = {}
         at_fork(self, after_in_child=CacheManager._after_fork_in_child)
@@ -63,6 +82,11 @@ class CacheManager:
         # a lock held by a parent thread at fork time must not stay held here.
         self._lock = threading.Lock()
 
+    @property
+    def shared(self) -> RedisBackend | None:
+        """The backend whose shared tier is beneath every cache, or ``None``."""
+        return self._shared
+
     @classmethod
     def seerr(
         cls,
@@ -70,6 +94,7 @@ class CacheManager:
         maxsize: int = DEFAULT_MAXSIZE,
         clock: Clock = time.monotonic,
         timer: Clock | None = None,
+        shared: RedisBackend | None = None,
     ) -> CacheManager:
         """Return a manager holding Seerr's ten caches with Seerr's default TTLs.
 
@@ -81,16 +106,18 @@ class CacheManager:
             maxsize: Bound of each cache.
             clock: Clock for the caches.
             timer: Deprecated name of ``clock``.
+            shared: A ``RedisBackend`` whose shared tier goes beneath every
+                cache, as for the constructor.
 
         Returns:
             A new manager.
 
         Raises:
             ConfigurationError: ``maxsize`` is not an integer ``>= 1``,
-                ``clock`` is not callable, or both ``clock`` and ``timer`` are
-                given.
+                ``clock`` is not callable, both ``clock`` and ``timer`` are
+                given, or ``shared`` is not a ``RedisBackend``.
         """
-        manager = cls(clock=clock_argument(clock, timer, stacklevel=2))
+        manager = cls(clock=clock_argument(clock, timer, stacklevel=2), shared=shared)
         for name, ttl in SEERR_TTLS.items():
             manager.get_cache(name, ttl=ttl, maxsize=maxsize)
         return manager
@@ -141,6 +168,7 @@ class CacheManager:
                     clock=self._clock,
                     load_timeout=DEFAULT_LOAD_TIMEOUT if load_timeout is None else load_timeout,
                     max_loading=max_loading,
+                    shared=None if self._shared is None else self._shared.tier(name),
                 )
                 self._caches[name] = cache
                 return cache
@@ -164,9 +192,7 @@ class CacheManager:
 
     def stats(self) -> dict[str, CacheStats]:
         """Return every cache's statistics, keyed by name."""
-        with self._lock:
-            caches = list(self._caches.values())
-        return {cache.name: cache.stats() for cache in caches}
+        return {cache.name: cache.stats() for cache in self._all()}
 
     def clear(self, name: str) -> None:
         """Empty the cache called ``name``.
@@ -181,8 +207,59 @@ class CacheManager:
         cache.clear()
 
     def clear_all(self) -> None:
-        """Empty every cache."""
+        """Empty every cache (with a shared tier: each cache in every process)."""
+        for cache in self._all():
+            cache.clear()
+
+    def flush(self) -> None:
+        """Empty every cache, in every process when there is a shared tier (the admin route).
+
+        Locally this is :meth:`clear_all`; with a shared tier it is one
+        round trip (``backend.flush()``) for every cache of the namespace,
+        whatever their number.
+        """
+        self.clear_local()
+        if self._shared is not None:
+            self._shared.flush()
+
+    async def aflush(self) -> None:
+        """The async twin of :meth:`flush`."""
+        self.clear_local()
+        if self._shared is not None:
+            await self._shared.aflush()
+
+    def clear_local(self) -> None:
+        """Empty every cache in this process only; the shared tier keeps its entries."""
+        for cache in self._all():
+            cache._clear_local()
+
+    def close(self) -> None:
+        """Detach every cache from the shared tier (see :meth:`NamedCache.close`).
+
+        The backend itself is not closed: it is the caller's. The caches work
+        on, in this process only.
+        """
         with self._lock:
+            self._shared = None
             caches = list(self._caches.values())
         for cache in caches:
-            cache.clear()
+            cache.close()
+
+    def _use_shared(self, backend: RedisBackend) -> None:
+        """Put ``backend``'s shared tier beneath every cache, existing and future.
+
+        For the web integrations, which make the caches when the app is
+        built and the backend in each worker process.
+        """
+        from seerrperf._redis.backend import RedisBackend
+
+        _validate.instance("shared", backend, RedisBackend, "a RedisBackend")
+        with self._lock:
+            self._shared = backend
+            caches = list(self._caches.values())
+        for cache in caches:
+            cache._attach(backend.tier(cache.name))
+
+    def _all(self) -> list[NamedCache]:
+        with self._lock:
+            return list(self._caches.values())

@@ -18,12 +18,13 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import logging
 import threading
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import anyio
 
@@ -33,6 +34,10 @@ from seerrperf._runtime import Clock, at_fork, current_loop, spawn_detached
 
 from .flight import MISSING, THREADS, Flight, SingleFlight
 from .store import Store, measure
+
+if TYPE_CHECKING:
+    from seerrperf._redis.backend import Subscription
+    from seerrperf._redis.tier import Invalidation, Lease, SharedLoad, SharedTier
 
 __all__ = [
     "DEFAULT_LOAD_TIMEOUT",
@@ -44,6 +49,8 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger("seerrperf.cache")
 
 DEFAULT_TTL = 300.0
 DEFAULT_MAXSIZE = 10_000
@@ -59,6 +66,29 @@ A request that waited this long for one upstream answer has usually been
 given up by its client, its proxy or its worker manager already; anything
 longer only keeps the key blocked.
 """
+
+
+class FunctionTag:
+    """Marks one ``@cached`` function's keys; unique even for same-named closures.
+
+    In the shared tier only its :attr:`name` counts (``module.qualname``,
+    the same in every process): see :func:`shareable_key`.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<cached {self.name}>"
+
+
+def shareable_key(key: Hashable) -> Hashable:
+    """The key the shared tier sees for a local ``key``: a ``@cached`` tag becomes its name."""
+    if type(key) is tuple and len(key) == 2 and type(key[0]) is FunctionTag:
+        return ("@cached", key[0].name, key[1])
+    return key
 
 
 def clock_argument(clock: Clock, timer: Clock | None, *, stacklevel: int) -> Clock:
@@ -131,6 +161,12 @@ class CacheStats:
             ``load_timeout`` (also counted in ``load_errors``).
         loads_rejected: Loads and refreshes not started because
             ``max_loading`` runs were in progress.
+        shared_hits: Lookups answered by the shared tier (Redis) after a
+            local miss; also counted in ``hits`` or ``stale_hits``. Always 0
+            without a shared tier.
+        local_only: Keys or values kept out of the shared tier (a key with
+            no canonical encoding, a value the serializer refused); always 0
+            without a shared tier.
     """
 
     name: str
@@ -148,6 +184,8 @@ class CacheStats:
     loading: int = 0
     load_timeouts: int = 0
     loads_rejected: int = 0
+    shared_hits: int = 0
+    local_only: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -168,6 +206,8 @@ class CacheStats:
             "loading": self.loading,
             "load_timeouts": self.load_timeouts,
             "loads_rejected": self.loads_rejected,
+            "shared_hits": self.shared_hits,
+            "local_only": self.local_only,
             "evictions": self.evictions,
             "keys": self.keys,
             "maxsize": self.maxsize,
@@ -198,13 +238,20 @@ class NamedCache:
         max_loading: Most loader runs in progress at once (distinct keys,
             refreshes included); ``None`` means ``maxsize``. A load beyond it
             fails at once with :class:`CacheOverloadedError`.
+        shared: A shared tier beneath this cache's own
+            (:meth:`RedisBackend.tier`, usually given by
+            ``CacheManager(shared=backend)``): a local miss asks it, a load
+            runs once for the whole fleet, and ``set``, ``delete``,
+            ``delete_matching`` and ``clear`` reach every process. A local
+            hit still costs no round trip. ``None``: this process only.
 
     Raises:
         ConfigurationError: ``name`` is not a non-empty printable string,
             ``ttl`` is not a finite number of seconds ``>= 0`` (at most ten
             years), ``load_timeout`` not one ``> 0``, ``maxsize`` or
             ``max_loading`` is not an integer ``>= 1``, ``clock`` is not
-            callable, or both ``clock`` and ``timer`` are given.
+            callable, both ``clock`` and ``timer`` are given, or ``shared``
+            is not a :class:`SharedTier`.
     """
 
     def __init__(
@@ -217,6 +264,7 @@ class NamedCache:
         timer: Clock | None = None,
         load_timeout: float = DEFAULT_LOAD_TIMEOUT,
         max_loading: int | None = None,
+        shared: SharedTier | None = None,
     ) -> None:
         self._name = _validate.name("name", name)
         self._ttl = _validate.duration("ttl", ttl)
@@ -244,6 +292,14 @@ class NamedCache:
             after_in_child=NamedCache._after_fork_in_child,
         )
         self._hits = self._misses = self._stale_hits = 0
+        # The shared tier, when there is one (every use is behind `_tier is not None`).
+        self._tier: SharedTier | None = None
+        self._subscription: Subscription | None = None
+        self._digests: dict[str, Hashable] = {}  # digest -> local key, for invalidations
+        self._epoch = 0  # moves on with every change: a shared read begun before is not kept
+        self._shared_hits = self._local_only = 0
+        if shared is not None:
+            self._attach(shared)
 
     def __repr__(self) -> str:
         return f"<NamedCache {self._name!r} ttl={self._ttl:g} maxsize={self._maxsize}>"
@@ -273,6 +329,32 @@ class NamedCache:
         """Most loader runs in progress at once."""
         return self._max_loading
 
+    @property
+    def shared(self) -> SharedTier | None:
+        """The shared tier beneath this cache, or ``None``."""
+        return self._tier
+
+    def _attach(self, shared: SharedTier) -> None:
+        """Put ``shared`` beneath this cache (its first resync drops what is held locally)."""
+        from seerrperf._redis.tier import SharedTier
+
+        tier = _validate.instance(
+            "shared", shared, SharedTier, "a SharedTier (RedisBackend.tier(name))"
+        )
+        self.close()
+        self._subscription = tier.subscribe(self._on_invalidation)
+        self._tier = tier
+
+    def close(self) -> None:
+        """Detach the shared tier: stop receiving invalidations; the local tier works on.
+
+        Without a shared tier this does nothing. Idempotent.
+        """
+        subscription, self._subscription = self._subscription, None
+        self._tier = None
+        if subscription is not None:
+            subscription.close()
+
     # -- plain access -------------------------------------------------------
 
     def get(self, key: Hashable, default: Any = None) -> Any:
@@ -297,18 +379,25 @@ class NamedCache:
                 return entry.value
             self._misses += 1
             self._store.now()  # a clock reading NaN makes every lookup miss: refuse it loudly
-            return default
         except TypeError:
             self._store.now()  # a clock reading that is not a number is named as such...
             raise  # ...otherwise the key was unhashable
         finally:
             lock.release()
+        # A local miss asks the shared tier (one round trip), except from the
+        # loading paths (default MISSING), which ask it through their load.
+        if self._tier is None or default is MISSING:
+            return default
+        return self._shared_get(key, default)
 
     def set(self, key: Hashable, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` under ``key``.
 
         A load already running for ``key`` still answers its callers but no
-        longer stores its result: the explicit ``set`` wins.
+        longer stores its result: the explicit ``set`` wins. With a shared
+        tier the value is stored there too (one round trip) and every other
+        process drops its copy; a value the serializer refuses stays local
+        (counted in ``local_only``) and the shared entry is deleted.
 
         Args:
             key: A hashable key.
@@ -319,21 +408,43 @@ class NamedCache:
         Raises:
             ConfigurationError: ``ttl`` is not a finite number of seconds ``>= 0``.
         """
-        ttl = self._entry_ttl(ttl)
-        sizes = measure(key, value) if ttl else (0, 0)  # outside the lock
-        with self._lock:
-            self._flights.forget(key)
-            self._store.put(key, value, ttl, sizes)
+        shared, ttl = self._set_local(key, value, ttl)
+        if shared is not None:
+            assert self._tier is not None
+            self._count_set(
+                self._tier.set(shared, value, ttl, stale_window=self._store.stale_window)
+            )
+
+    async def aset(self, key: Hashable, value: Any, ttl: float | None = None) -> None:
+        """The async twin of :meth:`set`: awaits the shared tier instead of blocking on it."""
+        shared, ttl = self._set_local(key, value, ttl)
+        if shared is not None:
+            assert self._tier is not None
+            tier = self._tier
+            self._count_set(
+                await tier.aset(shared, value, ttl, stale_window=self._store.stale_window)
+            )
 
     def delete(self, key: Hashable) -> None:
         """Remove ``key``; a load running for it will not store its result.
 
+        With a shared tier the key is deleted there too (one round trip), in
+        every process.
+
         Args:
             key: A hashable key; absent keys are ignored.
         """
-        with self._lock:
-            self._flights.forget(key)
-            self._store.discard(key)
+        shared = self._delete_local(key)
+        if shared is not None:
+            assert self._tier is not None
+            self._tier.delete(shared)
+
+    async def adelete(self, key: Hashable) -> None:
+        """The async twin of :meth:`delete`."""
+        shared = self._delete_local(key)
+        if shared is not None:
+            assert self._tier is not None
+            await self._tier.adelete(shared)
 
     def delete_matching(self, predicate: Callable[[Hashable], bool]) -> None:
         """Remove every key for which ``predicate(key)`` is true, like :meth:`delete` on each.
@@ -347,14 +458,38 @@ class NamedCache:
         """
         _validate.function("predicate", predicate)
         with self._lock:
-            self._flights.forget_where(predicate)
-            self._store.discard_where(predicate)
+            self._epoch += 1
+            if self._tier is None:
+                self._flights.forget_where(predicate)
+                self._store.discard_where(predicate)
+                return
+            candidates = dict.fromkeys(self._flights.keys())
+            candidates.update(dict.fromkeys(key for key, _ in self._store.snapshot()))
+            matched = [key for key in candidates if predicate(key)]
+            for key in matched:
+                self._flights.forget(key)
+                self._store.discard(key)
+        # The shared tier: the keys this process knows (one round trip per 256).
+        tier = self._tier
+        shared = [sk for sk in map(shareable_key, matched) if tier.digest(sk) is not None]
+        if shared:
+            tier.delete_many(shared)
 
     def clear(self) -> None:
-        """Remove every entry; running loads will not store their results."""
-        with self._lock:
-            self._flights.forget_all()
-            self._store.clear()
+        """Remove every entry; running loads will not store their results.
+
+        With a shared tier, the cache is cleared there too (one round trip),
+        in every process.
+        """
+        self._clear_local()
+        if self._tier is not None:
+            self._tier.clear()
+
+    async def aclear(self) -> None:
+        """The async twin of :meth:`clear`."""
+        self._clear_local()
+        if self._tier is not None:
+            await self._tier.aclear()
 
     def __contains__(self, key: object) -> bool:
         """Return whether a fresh entry exists for ``key`` (counts no lookup)."""
@@ -398,6 +533,7 @@ class NamedCache:
             load_errors, loading = flights.load_errors, flights.running
             load_timeouts, rejected = flights.load_timeouts, flights.rejected
             evictions = store.evictions
+            shared_hits, local_only = self._shared_hits, self._local_only
         if entries is not None:
             key_bytes, value_bytes = store.exact_sizes(entries)
         elif not sizes:
@@ -418,6 +554,8 @@ class NamedCache:
             loading=loading,
             load_timeouts=load_timeouts,
             loads_rejected=rejected,
+            shared_hits=shared_hits,
+            local_only=local_only,
         )
 
     # -- loading ------------------------------------------------------------
@@ -496,6 +634,9 @@ class NamedCache:
             _or(load_timeout, self._load_timeout),
             threading.Event,
         )
+        if leader and self._tier is not None:
+            assert flight is not None
+            loader = self._through_tier(flight, loader, _or(stale_while_revalidate, 0.0), sie)
         if value is not MISSING:
             if leader:  # a stale hit that starts the key's one refresh
                 assert flight is not None
@@ -579,6 +720,8 @@ class NamedCache:
         )
         if leader:
             assert flight is not None
+            if self._tier is not None:
+                loader = self._athrough_tier(flight, loader, _or(stale_while_revalidate, 0.0), sie)
             self._spawn(flight, loader)
         if value is not MISSING:
             return cast(_T, value)
@@ -689,18 +832,21 @@ class NamedCache:
 
     def _start_refresh(self, flight: Flight[threading.Event], loader: Callable[[], Any]) -> None:
         """Run ``flight``'s refresh on a daemon thread, in a copy of the caller's context."""
-        thread = threading.Thread(
-            target=contextvars.copy_context().run,
-            args=(self._refresh, flight, loader),
-            name=f"seerrperf-cache-refresh {self._name}",
-            daemon=True,
-        )
         try:
-            thread.start()
+            self._start_thread(self._refresh, flight, loader)
         except BaseException as exc:  # no thread to be had: the caller still gets its stale value
             self._flights.fail(flight, exc)
             if not isinstance(exc, Exception):
                 raise
+
+    def _start_thread(self, target: Callable[..., None], *args: Any) -> None:
+        """Run ``target(*args)`` on a daemon thread, in a copy of the caller's context."""
+        threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(target, *args),
+            name=f"seerrperf-cache-refresh {self._name}",
+            daemon=True,
+        ).start()
 
     async def _aload(
         self, flight: Flight[anyio.Event], loader: Callable[[], Awaitable[Any]]
@@ -731,3 +877,265 @@ class NamedCache:
         except BaseException as exc:
             self._flights.fail(flight, exc)
             raise
+
+    # -- the shared tier (only with one) ---------------------------------------
+
+    def _share(self, key: Hashable) -> tuple[Hashable, str] | None:
+        """``key`` as the shared tier knows it, and its digest; ``None`` (counted) if it cannot.
+
+        Called without the lock, only with a shared tier.
+        """
+        assert self._tier is not None
+        shared = shareable_key(key)
+        digest = self._tier.digest(shared)
+        if digest is None:
+            with self._lock:
+                self._local_only += 1
+            return None
+        return shared, digest
+
+    def _remember(self, digest: str, key: Hashable) -> None:
+        """Know ``key`` by ``digest`` for invalidations. Called with the lock held."""
+        digests = self._digests
+        digests[digest] = key
+        if len(digests) > 2 * self._maxsize + 64:  # forget keys neither held nor loading
+            find, flights = self._find, self._flights
+            self._digests = {
+                d: k for d, k in digests.items() if find(k) is not None or k in flights
+            }
+
+    def _shared_get(self, key: Hashable, default: Any) -> Any:
+        """:meth:`get` after a local miss: one shared lookup; a fresh value is kept locally."""
+        assert self._tier is not None
+        shared = self._share(key)
+        if shared is None:
+            return default
+        epoch = self._epoch
+        found = self._tier.lookup(shared[0])
+        if found.state != "fresh":
+            return default
+        ttl = min(self._ttl, found.ttl)
+        sizes = measure(key, found.value) if ttl > 0 else (0, 0)
+        with self._lock:
+            self._recount(False)
+            self._shared_hits += 1
+            if ttl > 0 and self._epoch == epoch:  # nothing changed while it was read
+                self._remember(shared[1], key)
+                self._store.put(key, found.value, ttl, sizes)
+        return found.value
+
+    def _set_local(
+        self, key: Hashable, value: Any, ttl: float | None
+    ) -> tuple[Hashable | None, float]:
+        """``set``'s local part; returns the shared key to write (``None``: none) and the ttl."""
+        ttl = self._entry_ttl(ttl)
+        sizes = measure(key, value) if ttl else (0, 0)  # outside the lock
+        shared = None if self._tier is None else self._share(key)
+        with self._lock:
+            self._epoch += 1
+            self._flights.forget(key)
+            self._store.put(key, value, ttl, sizes)
+            if shared is not None:
+                self._remember(shared[1], key)
+        return (None if shared is None else shared[0]), ttl
+
+    def _count_set(self, outcome: str) -> None:
+        if outcome == "local_only":
+            with self._lock:
+                self._local_only += 1
+
+    def _delete_local(self, key: Hashable) -> Hashable | None:
+        """``delete``'s local part; returns the shared key to delete, if any."""
+        with self._lock:
+            self._epoch += 1
+            self._flights.forget(key)
+            self._store.discard(key)
+        if self._tier is None:
+            return None
+        shared = shareable_key(key)
+        return shared if self._tier.digest(shared) is not None else None
+
+    def _clear_local(self) -> None:
+        with self._lock:
+            self._epoch += 1
+            self._flights.forget_all()
+            self._store.clear()
+            self._digests.clear()
+
+    def _on_invalidation(self, invalidation: Invalidation) -> None:
+        """Another process changed the shared tier (the backend's subscriber thread).
+
+        ``keys``: drop those keys; ``clear``, ``flush``, ``resync``: drop
+        everything. The loads running for a dropped key are forgotten too, so
+        a shared read that was in flight is not stored afterwards.
+        """
+        with self._lock:
+            self._epoch += 1
+            if invalidation.kind == "keys":
+                for digest in invalidation.digests:
+                    key = self._digests.pop(digest, MISSING)
+                    if key is not MISSING:
+                        self._flights.forget(key)
+                        self._store.discard(key)
+            else:
+                self._flights.forget_all()
+                self._store.clear()
+                self._digests.clear()
+
+    def _begin_shared(self, flight: Flight[Any]) -> Hashable | None:
+        """The shared key of ``flight``'s load (remembered), or ``None`` to load locally."""
+        if not flight.ttl:  # shared with its callers, stored nowhere
+            return None
+        shared = self._share(flight.key)
+        if shared is None:
+            return None
+        with self._lock:
+            self._remember(shared[1], flight.key)
+        return shared[0]
+
+    def _answered(self, flight: Flight[Any], loaded: SharedLoad) -> None:
+        """Account for a shared load's answer; keep it locally no longer than the tier does."""
+        with self._lock:
+            if loaded.source in ("shared", "stale"):  # no loader ran in this process
+                self._flights.loads -= 1
+                self._shared_hits += 1
+                if not flight.refresh:  # its caller counted a miss
+                    self._recount(loaded.source == "stale")
+            if loaded.ttl < flight.ttl:
+                flight.ttl = max(0.0, loaded.ttl)  # settle() then stores it that long, or not
+
+    def _landed(self, key: Hashable, value: Any, ttl: float, outcome: str, epoch: int) -> None:
+        """A background shared refresh stored ``value``: keep it locally too, unless changed."""
+        if outcome == "lost" or not ttl:
+            return
+        sizes = measure(key, value)
+        with self._lock:
+            if self._epoch == epoch:
+                self._store.put(key, value, ttl, sizes)
+
+    def _through_tier(
+        self, flight: Flight[threading.Event], loader: Callable[[], _T], swr: float, sie: float
+    ) -> Callable[[], Any]:
+        """The leader's sync loader with a shared tier: ``tier.get_or_load``."""
+        tier = self._tier
+        shared = self._begin_shared(flight)
+        if tier is None or shared is None:
+            return loader
+
+        def load() -> Any:
+            ttl = flight.ttl
+            loaded = tier.get_or_load(
+                shared,
+                loader,
+                ttl=ttl,
+                stale_while_revalidate=swr,
+                stale_if_error=sie,
+                stale_window=self._store.stale_window,
+            )
+            self._answered(flight, loaded)
+            if loaded.refresh is not None:
+                with contextlib.suppress(Exception):  # no thread: the lease expires by itself
+                    self._start_thread(
+                        self._shared_refresh, tier, shared, flight.key, ttl, loaded.refresh, loader
+                    )
+            return loaded.value
+
+        return load
+
+    def _shared_refresh(
+        self,
+        tier: SharedTier,
+        shared: Hashable,
+        key: Hashable,
+        ttl: float,
+        lease: Lease,
+        loader: Callable[[], Any],
+    ) -> None:
+        """A refresh thread's body for the fleet's one refresh this process won."""
+        epoch, got = self._epoch, []
+
+        def load() -> Any:
+            got.append(loader())
+            return got[0]
+
+        try:
+            outcome = tier.refresh(lease, load, ttl=ttl, stale_window=self._store.stale_window)
+        except Exception as exc:  # nobody waits for a refresh; the stale entry stays
+            _log_refresh_failure(self._name, exc)
+            return
+        self._landed(key, got[0], ttl, outcome, epoch)
+
+    def _athrough_tier(
+        self,
+        flight: Flight[anyio.Event],
+        loader: Callable[[], Awaitable[Any]],
+        swr: float,
+        sie: float,
+    ) -> Callable[[], Awaitable[Any]]:
+        """The leader's async loader with a shared tier: ``tier.aget_or_load``."""
+        tier = self._tier
+        shared = self._begin_shared(flight)
+        if tier is None or shared is None:
+            return loader
+
+        async def load() -> Any:
+            ttl = flight.ttl
+            loaded = await tier.aget_or_load(
+                shared,
+                loader,
+                ttl=ttl,
+                stale_while_revalidate=swr,
+                stale_if_error=sie,
+                stale_window=self._store.stale_window,
+            )
+            self._answered(flight, loaded)
+            if loaded.refresh is not None:
+                spawn_detached(
+                    flight.owner,
+                    functools.partial(
+                        self._ashared_refresh, tier, shared, flight.key, ttl, loaded.refresh, loader
+                    ),
+                    self._tasks,
+                    _nothing,
+                )
+            return loaded.value
+
+        return load
+
+    async def _ashared_refresh(
+        self,
+        tier: SharedTier,
+        shared: Hashable,
+        key: Hashable,
+        ttl: float,
+        lease: Lease,
+        loader: Callable[[], Awaitable[Any]],
+    ) -> None:
+        """The async twin of :meth:`_shared_refresh` (a detached task)."""
+        epoch, got = self._epoch, []
+
+        async def load() -> Any:
+            got.append(await loader())
+            return got[0]
+
+        try:
+            outcome = await tier.arefresh(
+                lease, load, ttl=ttl, stale_window=self._store.stale_window
+            )
+        except Exception as exc:
+            _log_refresh_failure(self._name, exc)
+            return
+        self._landed(key, got[0], ttl, outcome, epoch)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _log_refresh_failure(name: str, exc: Exception) -> None:
+    # The type only: a loader's message may carry a URL with an API key.
+    logger.warning(
+        "background shared refresh in cache %r failed (%s); the stale entry stays",
+        name,
+        type(exc).__name__,
+    )

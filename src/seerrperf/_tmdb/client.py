@@ -60,6 +60,7 @@ from .transport import (
     DEFAULT_TIMEOUT,
     AsyncTransport,
     BaseTransport,
+    RateLimiter,
     Transport,
 )
 
@@ -651,6 +652,12 @@ class AsyncTmdbClient(BaseTmdbClient[_AsyncJson, _AsyncMany, _AsyncText]):
             timeout and the default cache (tests inject a
             :class:`~seerrperf.testing.FakeClock`).
         rng: Random source for backoff jitter.
+        rate_limiter: A fleet-wide limiter instead of the client's own
+            ``max_rps`` (which is then ignored):
+            ``backend.rate_limiter("tmdb", max_rps=40)`` makes ``max_rps``
+            the total of every process and host, and a 429's
+            ``Retry-After`` pauses all of them. Its waits count against
+            ``timeout`` as the client's own limiter's do.
 
     Raises:
         ConfigurationError: not exactly one credential, or a bad argument.
@@ -677,6 +684,7 @@ class AsyncTmdbClient(BaseTmdbClient[_AsyncJson, _AsyncMany, _AsyncText]):
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         super().__init__(
             cache=cache, ttl_policy=ttl_policy, language=language, region=region, clock=clock
@@ -694,6 +702,7 @@ class AsyncTmdbClient(BaseTmdbClient[_AsyncJson, _AsyncMany, _AsyncText]):
             rng=rng,
             http_client=http_client,
             sleep=sleep,
+            rate_limiter=rate_limiter,
         )
 
     async def __aenter__(self) -> Self:
@@ -793,6 +802,12 @@ class TmdbClient(BaseTmdbClient[_Json, list[_Json | None], str]):
         clock: Monotonic clock in seconds for the limiter, the 429 pause, the
             timeout and the default cache.
         rng: Random source for backoff jitter.
+        rate_limiter: A fleet-wide limiter instead of the client's own
+            ``max_rps`` (which is then ignored):
+            ``backend.rate_limiter("tmdb", max_rps=40)`` makes ``max_rps``
+            the total of every process and host, and a 429's
+            ``Retry-After`` pauses all of them. Its waits count against
+            ``timeout`` as the client's own limiter's do.
 
     Raises:
         ConfigurationError: not exactly one credential, or a bad argument.
@@ -819,6 +834,7 @@ class TmdbClient(BaseTmdbClient[_Json, list[_Json | None], str]):
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         super().__init__(
             cache=cache, ttl_policy=ttl_policy, language=language, region=region, clock=clock
@@ -836,6 +852,7 @@ class TmdbClient(BaseTmdbClient[_Json, list[_Json | None], str]):
             rng=rng,
             http_client=http_client,
             sleep=sleep,
+            rate_limiter=rate_limiter,
         )
 
     def __enter__(self) -> Self:

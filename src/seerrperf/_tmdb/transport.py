@@ -36,7 +36,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final, Generic, TypeAlias, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar, cast
 from urllib.parse import quote
 
 import anyio
@@ -234,8 +234,64 @@ class Throttle:
         with self._lock:
             return self._spacer.reserve()
 
+    async def apause(self, seconds: float) -> None:
+        """The async twin of :meth:`pause` (no I/O: it only decides)."""
+        self.pause(seconds)
+
+    async def areserve(self) -> float:
+        """The async twin of :meth:`reserve` (no I/O: it only decides)."""
+        return self.reserve()
+
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
+
+
+class RateLimiter(Protocol):
+    """What a transport needs of its limiter: :class:`Throttle`, or a fleet-wide one.
+
+    :class:`~seerrperf.RedisRateLimiter` (``backend.rate_limiter(name,
+    max_rps=...)``) has this face: passed as ``rate_limiter=`` to a TMDB
+    client, it replaces the client's own :class:`Throttle`.
+    """
+
+    def pause_left(self) -> float:
+        """Seconds left of a pause this process knows of, without I/O."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request for ``seconds`` from now."""
+        ...
+
+    def reserve(self) -> float:
+        """Claim the next start slot; return the seconds to wait for it."""
+        ...
+
+    async def apause(self, seconds: float) -> None:
+        """The async twin of :meth:`pause`."""
+        ...
+
+    async def areserve(self) -> float:
+        """The async twin of :meth:`reserve`."""
+        ...
+
+
+_LIMITER_METHODS = ("pause_left", "pause", "reserve", "apause", "areserve")
+
+
+def check_rate_limiter(limiter: object) -> RateLimiter:
+    """Return ``limiter`` if it has the :class:`RateLimiter` methods.
+
+    Raises:
+        ConfigurationError: one of them is missing.
+    """
+    missing = [name for name in _LIMITER_METHODS if not callable(getattr(limiter, name, None))]
+    if missing:
+        raise ConfigurationError(
+            "rate_limiter must have pause_left(), pause(), reserve(), apause() and areserve() "
+            f"(backend.rate_limiter(name, max_rps=...)); {type(limiter).__name__} lacks "
+            + ", ".join(f"{name}()" for name in missing)
+        )
+    return cast(RateLimiter, limiter)
 
 
 # --- the decisions of one GET -------------------------------------------------------------
@@ -250,16 +306,19 @@ class Return:
 
 @dataclass(frozen=True, slots=True)
 class Raise:
-    """The GET is done: raise this error."""
+    """The GET is done: raise this error (after pausing every request ``pause`` seconds)."""
 
     error: TmdbError
+    pause: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """Wait ``delay`` seconds, then ask :meth:`Exchange.next` again."""
+    """Pause every request ``pause`` seconds (a 429's ``Retry-After``: the I/O side tells
+    the limiter), wait ``delay`` seconds, then ask :meth:`Exchange.next` again."""
 
     delay: float
+    pause: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +403,16 @@ class Exchange:
         return self.deadline - self._transport.clock()
 
     def next(self) -> Send | Retry | Raise:
-        """Decide before an attempt: wait out a 429 pause, then the throttle's slot."""
+        """Decide before an attempt: wait out a 429 pause, then the throttle's slot.
+
+        ``paused() or slot(throttle.reserve())``: the sync twin's way. The
+        async twin calls :meth:`paused`, then awaits ``areserve()`` for
+        :meth:`slot`, so a fleet-wide limiter's round trip never blocks its loop.
+        """
+        return self.paused() or self.slot(self._transport.throttle.reserve())
+
+    def paused(self) -> Retry | Raise | None:
+        """Before an attempt: wait out a 429 pause (``None``: none, take a slot next)."""
         throttle = self._transport.throttle
         left = self.remaining()
         # One pause per attempt: once it is waited out, the attempt takes its slot.
@@ -365,7 +433,11 @@ class Exchange:
                 return self._give_up(paused)
             self._paused = True
             return Retry(pause)
-        wait = throttle.reserve()
+        return None
+
+    def slot(self, wait: float) -> Send | Raise:
+        """Given the throttle's wait for this attempt's start slot: send after it, or give up."""
+        left = self.remaining()
         if wait >= left:
             return self._give_up(
                 self._last
@@ -433,9 +505,9 @@ class Exchange:
             transport.add("rate_limited")
             wait = retry_after_seconds(_header(headers, "retry-after"))
             if wait is not None:
-                # Every request waits, not only this one: the throttle serves the pause.
+                # Every request waits, not only this one: the I/O side tells the
+                # limiter (a fleet-wide one pauses every process).
                 pause = min(wait, transport.max_retry_after)
-                transport.throttle.pause(pause)
                 delay = 0.0
                 error.retry_after = wait  # what TMDB asked for, for a 503's Retry-After
         elif status >= 500:
@@ -477,22 +549,22 @@ class Exchange:
     def _retry(self, error: TmdbError, delay: float | None, pause: float = 0.0) -> Decision:
         transport = self._transport
         if self.attempt >= transport.max_retries:
-            return self._give_up(error)
+            return self._give_up(error, pause)
         if delay is None:
             delay = backoff_delay(
                 self.attempt, base=BACKOFF_BASE, cap=BACKOFF_CAP, jitter=transport.random()
             )
         if max(delay, pause) >= self.remaining():  # the wait alone would spend the budget
-            return self._give_up(error)
+            return self._give_up(error, pause)
         self.attempt += 1
         self._last = error
         transport.add("retries")
         logger.debug("TMDB %s: %s; retry %d in %.2f s", self.path, error, self.attempt, delay)
-        return Retry(delay)
+        return Retry(delay, pause)
 
-    def _give_up(self, error: TmdbError) -> Raise:
+    def _give_up(self, error: TmdbError, pause: float = 0.0) -> Raise:
         self._transport.add("errors")
-        return Raise(error)
+        return Raise(error, pause)
 
     def _parse(self, status: int, body: bytes) -> Decision:
         try:
@@ -531,6 +603,8 @@ class BaseTransport(Generic[_HttpT]):
         max_rps: Upstream requests started per second at most; ``None`` for no limit.
         max_retry_after: Longest ``Retry-After`` honoured, in seconds.
         max_body_bytes: Largest decoded body accepted from a 2xx response.
+        rate_limiter: A limiter to use instead of a :class:`Throttle` of
+            ``max_rps`` (a fleet-wide ``RedisRateLimiter``); ``None``: own one.
         clock: Monotonic clock in seconds for the throttle and the deadline.
         rng: Random source for backoff jitter.
         http_client: The HTTP client to use (not closed here), or ``None``
@@ -564,6 +638,7 @@ class BaseTransport(Generic[_HttpT]):
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
         http_client: _HttpT | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.credentials = Credentials(api_key=api_key, access_token=access_token)
         self.base_url = check_base_url(base_url)
@@ -584,7 +659,9 @@ class BaseTransport(Generic[_HttpT]):
         self.request_headers: Final[Mapping[str, str]] = MappingProxyType(
             {**self.credentials.headers, "Accept-Encoding": ACCEPT_ENCODING}
         )
-        self.throttle = Throttle(rps, clock)
+        self.throttle: RateLimiter = (
+            Throttle(rps, clock) if rate_limiter is None else check_rate_limiter(rate_limiter)
+        )
         self.closed = False
         self._owns_http = http_client is None
         self._http: _HttpT | None = self._new_http() if http_client is None else http_client
@@ -710,16 +787,20 @@ class AsyncTransport(BaseTransport[httpx.AsyncClient]):
             ConfigurationError: an injected ``http_client`` created before a fork.
         """
         exchange = self.exchange(path, query)
-        decision: Decision = exchange.next()
+        throttle = self.throttle
+        decision: Decision = exchange.paused() or exchange.slot(await throttle.areserve())
         while True:
             if isinstance(decision, Return):
                 return decision.value
+            if not isinstance(decision, Send) and decision.pause:
+                # A 429's Retry-After: every request (of every process) waits.
+                await throttle.apause(decision.pause)
             if isinstance(decision, Raise):
                 raise decision.error
             if isinstance(decision, Retry):
                 if decision.delay:
                     await self._sleep(decision.delay)
-                decision = exchange.next()
+                decision = exchange.paused() or exchange.slot(await throttle.areserve())
                 continue
             if decision.wait:
                 await self._sleep(decision.wait)
@@ -799,6 +880,9 @@ class Transport(BaseTransport[httpx.Client]):
         while True:
             if isinstance(decision, Return):
                 return decision.value
+            if not isinstance(decision, Send) and decision.pause:
+                # A 429's Retry-After: every request (of every process) waits.
+                self.throttle.pause(decision.pause)
             if isinstance(decision, Raise):
                 raise decision.error
             if isinstance(decision, Retry):

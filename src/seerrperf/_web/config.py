@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from seerrperf import _validate
 from seerrperf._cache import CacheManager, NamedCache
@@ -24,12 +24,31 @@ from seerrperf._tmdb import TtlPolicy
 
 from .limits import MAX_BODY_LIMIT
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "ENVIRONMENT", "TMDB_OPTIONS", "IntegrationConfig"]
+if TYPE_CHECKING:
+    from seerrperf._redis.backend import RedisBackend
+
+__all__ = [
+    "CACHE_PRESETS",
+    "DEFAULT_MAX_BODY_SIZE",
+    "ENVIRONMENT",
+    "LOCK_KINDS",
+    "TMDB_OPTIONS",
+    "CachePreset",
+    "IntegrationConfig",
+    "LockKind",
+    "pool_value",
+    "ttl_policy_value",
+]
 
 DEFAULT_MAX_BODY_SIZE: Final = 1_048_576
 """1 MiB: far above any JSON body these apps take, far below what hurts."""
 
 MAX_HEALTH_TIMEOUT: Final = 60.0
+
+DEFAULT_MAX_RPS: Final = 50
+"""The TMDB clients' own default ``max_rps`` (Seerr's)."""
+
+REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 
 TMDB_OPTIONS: Final = frozenset(
     {"timeout", "max_retries", "max_rps", "max_retry_after", "max_body_bytes", "language", "region"}
@@ -41,8 +60,55 @@ ENVIRONMENT: Final = {
     "TMDB_API_TOKEN": "tmdb_access_token",
     "TMDB_API_KEY": "tmdb_api_key",
     "TMDB_BASE_URL": "tmdb_base_url",
+    "REDIS_URL": "redis_url",
 }
 """The environment variables :meth:`IntegrationConfig.from_env` reads, and their fields."""
+
+CachePreset = Literal["empty", "seerr"]
+"""``"empty"``, or ``"seerr"`` for Seerr's ten caches with Seerr's TTLs."""
+LockKind = Literal["advisory", "local"]
+"""``"advisory"`` (PostgreSQL: every process and host) or ``"local"`` (one process's threads)."""
+CACHE_PRESETS: Final = frozenset({"empty", "seerr"})
+LOCK_KINDS: Final = frozenset({"advisory", "local"})
+_TTL_POLICIES: Final[Mapping[str, Callable[[], TtlPolicy]]] = {
+    "by_volatility": TtlPolicy.by_volatility,
+    "seerr": TtlPolicy.seerr,
+}
+_POOL_FIELDS: Final = frozenset(PoolSettings.__dataclass_fields__)
+
+
+def ttl_policy_value(value: object) -> object:
+    """A framework setting's TTL policy: ``"by_volatility"``, ``"seerr"`` or a ``TtlPolicy``.
+
+    Raises:
+        ConfigurationError: an unknown policy name (other types are
+            :class:`IntegrationConfig`'s to refuse).
+    """
+    if isinstance(value, str):
+        _validate.choice("ttl_policy", value, _TTL_POLICIES)
+        return _TTL_POLICIES[value]()
+    return value
+
+
+def pool_value(value: object, *, source: str) -> object:
+    """A framework setting's pool: a ``PoolSettings``, or a dict of its fields (keys in any case).
+
+    Raises:
+        ConfigurationError: the dict names no field (``source`` names the
+            setting in the message) or a value is invalid.
+    """
+    if not isinstance(value, Mapping):
+        return value  # IntegrationConfig says what it must be
+    fields: dict[str, Any] = {}
+    for key, item in value.items():
+        name = key.lower() if isinstance(key, str) else None
+        if name not in _POOL_FIELDS:
+            raise ConfigurationError(
+                f"{source} has an unknown key {_validate.shown(key)}; "
+                f"valid keys are: {', '.join(sorted(_POOL_FIELDS))}"
+            )
+        fields[name] = item
+    return PoolSettings(**fields)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,6 +136,13 @@ class IntegrationConfig:
         health_timeout: Seconds readiness may take in all (checkout plus query).
         max_body_size: Largest request body accepted, in bytes; ``None``
             for no limit (not recommended).
+        redis_url: A Redis or Valkey URL (``redis://``, ``rediss://``,
+            ``unix://``; ``$REDIS_URL``). When set, each process makes one
+            :class:`~seerrperf.RedisBackend` (namespace ``lock_namespace``):
+            the caches gain the shared tier, the TMDB client's ``max_rps``
+            becomes the fleet's (``backend.rate_limiter("tmdb", ...)``) and
+            readiness reports Redis as a non-critical component. ``None``:
+            every process on its own.
 
     Raises:
         ConfigurationError: a field has a wrong type or value, both TMDB
@@ -90,6 +163,7 @@ class IntegrationConfig:
     lock_namespace: str = "seerrperf"
     health_timeout: float = 2.0
     max_body_size: int | None = DEFAULT_MAX_BODY_SIZE
+    redis_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.database_url is not None:
@@ -123,6 +197,14 @@ class IntegrationConfig:
         )
         if self.max_body_size is not None:
             _validate.count("max_body_size", self.max_body_size, maximum=MAX_BODY_LIMIT)
+        if self.redis_url is not None:
+            _validate.secret("redis_url", self.redis_url)
+            scheme = self.redis_url.partition("://")[0].lower()
+            if scheme not in REDIS_SCHEMES:
+                raise ConfigurationError(
+                    "redis_url must start with redis://, rediss:// or unix:// "
+                    "(the URL is not shown: it may hold a password)"
+                )
 
     # -- building one ------------------------------------------------------------------
 
@@ -175,7 +257,7 @@ class IntegrationConfig:
         """Build one from the environment, with explicit ``fields`` winning.
 
         Reads ``DATABASE_URL``, ``TMDB_API_TOKEN`` (a v4 read access token),
-        ``TMDB_API_KEY`` (a v3 key) and ``TMDB_BASE_URL``; unset or empty
+        ``TMDB_API_KEY`` (a v3 key), ``TMDB_BASE_URL`` and ``REDIS_URL``; unset or empty
         variables are skipped. A credential given in ``fields`` replaces both
         variables, so setting one kind in code never clashes with the other
         in the environment.
@@ -214,12 +296,32 @@ class IntegrationConfig:
             "name": self.pool_name,
         }
 
+    def redis_backend(self) -> RedisBackend | None:
+        """A new :class:`~seerrperf.RedisBackend` for :attr:`redis_url` (``None`` without one).
+
+        One per process: the integrations make it where each worker makes its
+        pool. Nothing connects until it is used.
+
+        Raises:
+            ConfigurationError: the ``redis`` extra is not installed, or the
+                URL is invalid.
+        """
+        if self.redis_url is None:
+            return None
+        from seerrperf._redis.backend import RedisBackend
+
+        return RedisBackend.from_url(self.redis_url, namespace=self.lock_namespace)
+
     def tmdb_cache(self, caches: CacheManager) -> NamedCache:
         """The ``tmdb`` cache of ``caches``, created with :attr:`tmdb_cache_size` if new."""
         return caches.get_cache("tmdb", maxsize=self.tmdb_cache_size)
 
     def tmdb_arguments(self, caches: CacheManager) -> dict[str, Any]:
         """Keyword arguments for a TMDB client (sync or async) caching in ``caches``.
+
+        With a shared tier (``caches.shared``) the client's ``max_rps`` (50
+        unless ``tmdb_options`` says otherwise) is the fleet's: the arguments
+        carry ``rate_limiter=caches.shared.rate_limiter("tmdb", ...)``.
 
         Raises:
             ConfigurationError: no TMDB credential is set.
@@ -238,6 +340,9 @@ class IntegrationConfig:
         }
         if self.tmdb_base_url is not None:
             arguments["base_url"] = self.tmdb_base_url
+        max_rps = self.tmdb_options.get("max_rps", DEFAULT_MAX_RPS)
+        if caches.shared is not None and max_rps is not None:
+            arguments["rate_limiter"] = caches.shared.rate_limiter("tmdb", max_rps=max_rps)
         return arguments
 
 

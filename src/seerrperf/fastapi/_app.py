@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 from fastapi import APIRouter
@@ -39,6 +39,9 @@ from seerrperf._web.config import DEFAULT_MAX_BODY_SIZE
 from ._handlers import add_exception_handlers
 from ._middleware import GuardMiddleware
 
+if TYPE_CHECKING:
+    from seerrperf._redis.backend import RedisBackend
+
 __all__ = ["STATE_KEY", "Seerrperf"]
 
 STATE_KEY: Final = "seerrperf"
@@ -59,6 +62,7 @@ class _Running:
     tmdb: AsyncTmdbClient | None
     lock: AsyncLock
     advisory_lock: AsyncPgAdvisoryLock
+    redis: RedisBackend | None = None
 
 
 class Seerrperf:
@@ -96,6 +100,12 @@ class Seerrperf:
             within this plus a small margin even when the database is frozen.
         max_body_size: Largest request body :meth:`install` lets through, in
             bytes (1 MiB); ``None`` for no limit.
+        redis_url: A Redis or Valkey URL (``$REDIS_URL`` with
+            :meth:`from_env`). Each lifespan (each worker process) then makes
+            one :class:`~seerrperf.RedisBackend` (namespace
+            ``lock_namespace``): the caches gain the shared tier, the TMDB
+            client's ``max_rps`` becomes the fleet's, readiness reports Redis
+            (non-critical: ``warn`` with 200 when only Redis is down).
 
     Raises:
         ConfigurationError: an argument is invalid (credentials are never
@@ -119,6 +129,7 @@ class Seerrperf:
         lock_namespace: str = "seerrperf",
         health_timeout: float = 2.0,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        redis_url: str | None = None,
     ) -> None:
         self._config = IntegrationConfig(
             database_url=database_url,
@@ -134,6 +145,7 @@ class Seerrperf:
             lock_namespace=lock_namespace,
             health_timeout=health_timeout,
             max_body_size=max_body_size,
+            redis_url=redis_url,
         )
         self._caches = (
             CacheManager()
@@ -148,7 +160,7 @@ class Seerrperf:
         """Make one from the environment; arguments given here win.
 
         Reads ``DATABASE_URL``, ``TMDB_API_TOKEN`` (v4 read access token),
-        ``TMDB_API_KEY`` (v3 key) and ``TMDB_BASE_URL``; unset or empty
+        ``TMDB_API_KEY`` (v3 key), ``TMDB_BASE_URL`` and ``REDIS_URL``; unset or empty
         variables are skipped. A credential given in ``kwargs`` replaces
         both credential variables.
 
@@ -236,9 +248,16 @@ class Seerrperf:
         """
         return self._current().advisory_lock
 
+    @property
+    def redis(self) -> RedisBackend | None:
+        """This process's Redis backend while running with ``redis_url``, else ``None``."""
+        running = self._running
+        return None if running is None else running.redis
+
     def stats(self) -> dict[str, Any]:
         """Return :func:`~seerrperf.collect_stats` of the caches and, when running,
-        the pool, the TMDB client and both locks (``lock``, ``advisory_lock``)."""
+        the pool, the TMDB client, both locks (``lock``, ``advisory_lock``) and
+        the Redis backend (with ``redis_url``)."""
         running = self._running
         if running is None:
             return collect_stats(caches=self._caches)
@@ -247,6 +266,7 @@ class Seerrperf:
             caches=self._caches,
             tmdb=running.tmdb,
             locks={"lock": running.lock, "advisory_lock": running.advisory_lock},
+            redis=running.redis,
         )
 
     async def check_health(self) -> HealthResult:
@@ -320,6 +340,12 @@ class Seerrperf:
     @asynccontextmanager
     async def _open(self, app: Starlette, config: IntegrationConfig) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            redis = config.redis_backend()  # one per lifespan: one per worker process
+            if redis is not None:
+                stack.push_async_callback(redis.aclose)
+                if self._caches.shared is None:
+                    self._caches._use_shared(redis)
+                    stack.callback(self._caches.close)
             pool = async_pool_factory(**config.pool_arguments())
             await stack.enter_async_context(pool)
             tmdb: AsyncTmdbClient | None = None
@@ -333,13 +359,14 @@ class Seerrperf:
                 tmdb=tmdb,
                 lock=AsyncLock(),
                 advisory_lock=AsyncPgAdvisoryLock(pool, namespace=config.lock_namespace),
+                redis=redis,
             )
             setattr(app.state, STATE_KEY, self)
             try:
                 yield
             finally:
                 self._running = None
-                self._caches.clear_all()
+                self._caches.clear_local()  # never the fleet's shared tier
 
     # -- wiring it into an app ---------------------------------------------------------
 
@@ -385,7 +412,8 @@ class Seerrperf:
         - Readiness: :meth:`check_health` as :func:`~seerrperf.health_report`:
           200 or 503, ``no-store``, within ``health_timeout`` plus a small
           margin, also when the database accepts connections and never
-          answers.
+          answers. With ``redis_url``, :func:`~seerrperf.async_check_redis_health`
+          too, as a non-critical component (``warn``, 200, when only Redis fails).
 
         Args:
             live_path: Path of the liveness route.
@@ -403,7 +431,13 @@ class Seerrperf:
             return Response(_LIVE_BODY, media_type=_HEALTH_JSON, headers=no_store_headers())
 
         async def ready(request: Request) -> Response:
-            report = health_report(await self._bounded(probe), version=version)
+            results = [await self._bounded(probe)]
+            redis = self.redis
+            if redis is not None:
+                from seerrperf._redis.health import async_check_redis_health
+
+                results.append(await async_check_redis_health(redis))
+            report = health_report(*results, version=version)
             return Response(report.json(), report.status_code, headers=dict(report.headers))
 
         # Plain Starlette routes: they also work mounted in a Starlette app.

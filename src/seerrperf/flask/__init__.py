@@ -33,12 +33,12 @@ except ImportError as _missing:  # pragma: no cover - depends on the environment
     raise ImportError('seerrperf.flask needs Flask: pip install "seerrperf[flask]"') from None
 
 from seerrperf._web.config import DEFAULT_MAX_BODY_SIZE
+from seerrperf._web.process import PerProcess
 
 from ._config import PREFIX
 from ._ext import EXTENSION_KEY, Lock, Seerrperf
 from ._guard import WsgiGuard
 from ._handlers import add_error_handlers
-from ._process import PerProcess
 from ._responses import json_response
 
 __all__ = [

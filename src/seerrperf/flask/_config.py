@@ -33,65 +33,38 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from seerrperf import _validate
 from seerrperf._errors import ConfigurationError
-from seerrperf._pg import PoolSettings
-from seerrperf._tmdb import TtlPolicy
 from seerrperf._web import IntegrationConfig
-from seerrperf._web.config import DEFAULT_MAX_BODY_SIZE
+from seerrperf._web.config import (
+    CACHE_PRESETS,
+    DEFAULT_MAX_BODY_SIZE,
+    LOCK_KINDS,
+    CachePreset,
+    LockKind,
+    pool_value,
+    ttl_policy_value,
+)
 
 __all__ = ["PREFIX", "FlaskConfig"]
 
 PREFIX: Final = "SEERRPERF_"
 """The prefix of the ``app.config`` keys :meth:`Seerrperf.init_app` reads."""
 
-CachePreset = Literal["empty", "seerr"]
-LockKind = Literal["advisory", "local"]
-
-_TTL_POLICIES: Final[Mapping[str, Callable[[], TtlPolicy]]] = {
-    "by_volatility": TtlPolicy.by_volatility,
-    "seerr": TtlPolicy.seerr,
-}
-_PRESETS: Final = frozenset({"empty", "seerr"})
-_LOCKS: Final = frozenset({"advisory", "local"})
 # Keys of this integration's own; the rest are IntegrationConfig fields.
 _OWN: Final = frozenset({"cache_preset", "lock", "relative_redirects"})
 _SHARED: Final = frozenset(IntegrationConfig.__dataclass_fields__)
-_POOL_FIELDS: Final = frozenset(PoolSettings.__dataclass_fields__)
 
 
 def _key(name: str) -> str:
     return PREFIX + name.upper()
 
 
-def _pool(value: object) -> object:
-    """``SEERRPERF_POOL``: a dict (keys in any case) made into a ``PoolSettings``."""
-    if not isinstance(value, Mapping):
-        return value  # IntegrationConfig says what it must be
-    fields: dict[str, Any] = {}
-    for key, item in value.items():
-        name = key.lower() if isinstance(key, str) else None
-        if name not in _POOL_FIELDS:
-            raise ConfigurationError(
-                f"{_key('pool')} has an unknown key {_validate.shown(key)}; "
-                f"valid keys are: {', '.join(sorted(_POOL_FIELDS))}"
-            )
-        fields[name] = item
-    return PoolSettings(**fields)
-
-
-def _ttl_policy(value: object) -> object:
-    if isinstance(value, str):
-        _validate.choice("ttl_policy", value, _TTL_POLICIES)
-        return _TTL_POLICIES[value]()
-    return value
-
-
 _CONVERT: Final[Mapping[str, Callable[[object], object]]] = {
-    "pool": _pool,
-    "ttl_policy": _ttl_policy,
+    "pool": lambda value: pool_value(value, source=_key("pool")),
+    "ttl_policy": ttl_policy_value,
 }
 
 
@@ -135,7 +108,7 @@ class FlaskConfig:
                     own[name] = _validate.flag(name, value)
                     continue
                 if name in _OWN:
-                    allowed = _PRESETS if name == "cache_preset" else _LOCKS
+                    allowed = CACHE_PRESETS if name == "cache_preset" else LOCK_KINDS
                     own[name] = _validate.choice(name, value, allowed)
                     continue
                 converted = _CONVERT[name](value) if name in _CONVERT else value

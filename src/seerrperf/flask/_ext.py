@@ -10,7 +10,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import click
 import httpx
@@ -38,11 +38,14 @@ from seerrperf import (
 from seerrperf._cache.manager import SEERR_TTLS
 from seerrperf._pg import SyncConnection
 from seerrperf._web import IntegrationConfig
+from seerrperf._web.process import PerProcess
 
 from ._config import FlaskConfig
 from ._guard import WsgiGuard
 from ._handlers import add_error_handlers
-from ._process import PerProcess
+
+if TYPE_CHECKING:
+    from seerrperf._redis.backend import RedisBackend
 
 __all__ = ["EXTENSION_KEY", "Lock", "Seerrperf"]
 
@@ -69,13 +72,21 @@ class _Objects:
     pool: ConnectionPool[SyncConnection]
     tmdb: TmdbClient | None
     lock: Lock
+    redis: RedisBackend | None = None
+    caches: CacheManager | None = None  # caches this process put on ``redis``
 
     def close(self) -> None:
         try:
             if self.tmdb is not None:
                 self.tmdb.close()
         finally:
-            self.pool.close()
+            try:
+                self.pool.close()
+            finally:
+                if self.caches is not None:
+                    self.caches.close()
+                if self.redis is not None:
+                    self.redis.close()
 
 
 class _AppState:
@@ -195,6 +206,11 @@ class Seerrperf:
 
     def _make(self, config: FlaskConfig) -> _Objects:
         shared = config.integration
+        redis = shared.redis_backend()  # one per process, like the pool
+        attached: CacheManager | None = None
+        if redis is not None and self._caches.shared is None:
+            self._caches._use_shared(redis)
+            attached = self._caches
         pool = pool_factory(**shared.pool_arguments())
         pool.open(wait=False)  # the app serves while the database is down; readiness says so
         try:
@@ -206,9 +222,13 @@ class Seerrperf:
             )
         except BaseException:
             pool.close()
+            if attached is not None:
+                attached.close()
+            if redis is not None:
+                redis.close()
             raise
         logger.debug("seerrperf made its objects in process %d", os.getpid())
-        return _Objects(pool=pool, tmdb=tmdb, lock=lock)
+        return _Objects(pool=pool, tmdb=tmdb, lock=lock, redis=redis, caches=attached)
 
     @property
     def config(self) -> IntegrationConfig:
@@ -315,7 +335,11 @@ class Seerrperf:
         if objects is None:
             return collect_stats(caches=self._caches)
         return collect_stats(
-            pool=objects.pool, caches=self._caches, tmdb=objects.tmdb, locks={"lock": objects.lock}
+            pool=objects.pool,
+            caches=self._caches,
+            tmdb=objects.tmdb,
+            locks={"lock": objects.lock},
+            redis=objects.redis,
         )
 
     def close(self, app: Flask | None = None) -> None:
@@ -368,12 +392,22 @@ class Seerrperf:
             return Response(_LIVE_BODY, 200, headers=no_store_headers(), content_type=_HEALTH_JSON)
 
         def ready() -> Response:
-            report = health_report(probe(), version=version)
+            report = health_report(*self._readiness(probe), version=version)
             return Response(report.json(), report.status_code, headers=dict(report.headers))
 
         blueprint.add_url_rule(live_path, "live", live, methods=["GET"])
         blueprint.add_url_rule(ready_path, "ready", ready, methods=["GET"])
         return blueprint
+
+    def _readiness(self, probe: Callable[[], HealthResult]) -> list[HealthResult]:
+        """``probe()``, and this process's Redis check (non-critical) when it has a backend."""
+        results = [probe()]
+        objects = self._state().objects.peek()
+        if objects is not None and objects.redis is not None:
+            from seerrperf._redis.health import check_redis_health
+
+            results.append(check_redis_health(objects.redis))
+        return results
 
     def _commands(self) -> click.Group:
         group = AppGroup("seerrperf", help="seerrperf's health check and figures for this app.")
@@ -381,7 +415,7 @@ class Seerrperf:
         @group.command("health")
         def health() -> None:
             """Print the readiness report (health+json); exit 0 if it passes, else 1."""
-            report = health_report(self.check_health())
+            report = health_report(*self._readiness(self.check_health))
             click.echo(report.json())
             if report.status_code != 200:
                 raise SystemExit(1)

@@ -13,7 +13,14 @@ import pytest
 from fastapi import FastAPI
 
 from media_app import serve
-from seerrperf import CacheManager, ConfigurationError, PoolSettings, SeerrperfError, cached
+from seerrperf import (
+    CacheManager,
+    ConfigurationError,
+    PoolSettings,
+    RedisRateLimiter,
+    SeerrperfError,
+    cached,
+)
 from seerrperf.fastapi import AdvisoryLock, Caches, Lock, Pool, Seerrperf, Tmdb
 from seerrperf.testing import EmbeddedPostgres, FakeTmdb
 from tests._support import SENTINEL
@@ -306,3 +313,56 @@ async def test_two_starts_at_once_cannot_both_run(postgres_dsn: str) -> None:
             tg.start_soon(start)
             tg.start_soon(start)
     assert sorted(outcomes) == ["ran", "refused"]
+
+
+# --- REDIS_URL: the shared tier, the fleet's TMDB budget, Redis in readiness -------------
+
+
+async def test_with_a_redis_url_every_cache_is_shared_and_readiness_reports_redis(
+    postgres_dsn: str, redis_url: str
+) -> None:
+    fake = FakeTmdb(access_token=TOKEN)
+    sp = Seerrperf.from_env(
+        {"DATABASE_URL": postgres_dsn, "TMDB_API_TOKEN": TOKEN, "REDIS_URL": redis_url},
+        health_timeout=HEALTH_TIMEOUT,
+        lock_namespace="tests-fastapi-redis",
+    )
+    async with fake.serve() as tmdb_url, running(sp, tmdb_base_url=tmdb_url) as client:
+        backend = sp.redis
+        assert backend is not None
+        assert backend.namespace == "tests-fastapi-redis"
+        assert sp.caches.shared is backend
+        assert sp.caches.get_cache("tmdb").shared is not None
+        assert isinstance(sp.tmdb._transport.throttle, RedisRateLimiter)
+        first = await client.get("/movie/603")
+        # Another worker of the fleet finds it in the shared tier: no upstream call.
+        sp.caches.get_cache("tmdb")._clear_local()
+        again = await client.get("/movie/603")
+        ready = await client.get("/health/ready")
+        stats = sp.stats()
+    assert first.json() == again.json() == {"title": "The Matrix"}
+    assert fake.stats().requests_by_path["/3/movie/603"] == 1
+    assert ready.status_code == 200
+    assert {key.split(":")[0] for key in ready.json()["checks"]} == {"postgres", "redis"}
+    assert stats["redis"]["namespace"] == "tests-fastapi-redis"
+    assert stats["caches"]["tmdb"]["shared_hits"] == 1
+    assert sp.caches.shared is None  # detached with the lifespan; the backend is closed
+
+
+async def test_redis_down_is_a_warning_not_a_failure(postgres_dsn: str) -> None:
+    fake = FakeTmdb(access_token=TOKEN)
+    sp = Seerrperf(
+        database_url=postgres_dsn,
+        tmdb_access_token=TOKEN,
+        health_timeout=HEALTH_TIMEOUT,
+        redis_url=f"redis://:{SENTINEL}@127.0.0.1:9/0",  # nothing listens on port 9
+    )
+    async with fake.serve() as tmdb_url, running(sp, tmdb_base_url=tmdb_url) as client:
+        movies = [await client.get("/movie/603") for _ in range(3)]
+        ready = await client.get("/health/ready")
+        stats = sp.stats()
+    assert [m.status_code for m in movies] == [200, 200, 200]  # no request fails for Redis
+    assert fake.stats().requests_by_path["/3/movie/603"] == 1  # the local tier still works
+    assert (ready.status_code, ready.json()["status"]) == (200, "warn")
+    assert SENTINEL not in ready.text
+    assert stats["redis"]["fallbacks"] >= 1

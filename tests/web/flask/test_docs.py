@@ -23,8 +23,7 @@ from werkzeug.serving import make_server
 
 from seerrperf.testing import FakeTmdb
 from tests._support import SENTINEL
-
-from ._gunicorn import SRC, gunicorn
+from tests.web._servers import SRC, gunicorn
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "flask.md"
 TOKEN = "docs-token"

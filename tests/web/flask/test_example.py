@@ -20,8 +20,8 @@ import flask_app
 from flask_app.schema import create_schema
 from seerrperf import etag_for
 from seerrperf.testing import EmbeddedPostgres, FakeTmdb
+from tests.web._servers import Server, gunicorn
 
-from ._gunicorn import Server, gunicorn
 from .conftest import TOKEN
 
 pytestmark = pytest.mark.slow  # real worker processes

@@ -5,7 +5,9 @@ workers: a socket, a thread or a held lock made before the fork is shared
 with every worker or lost to it. An object behind a :class:`PerProcess` is
 made by the first call in each process; a forked child forgets the parent's
 (without closing it: its sockets are the parent's) and makes its own; a
-process closes its own at exit. Pure Python: no Flask import.
+process closes its own at exit. Pure Python: no framework import; the Flask
+and Django integrations both use it (``seerrperf.flask.PerProcess``,
+``seerrperf.django.PerProcess``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from seerrperf._runtime import at_fork
 
 __all__ = ["PerProcess"]
 
-logger = logging.getLogger("seerrperf.flask")
+logger = logging.getLogger("seerrperf.web")
 
 _T = TypeVar("_T")
 

@@ -1,4 +1,4 @@
-"""Run a WSGI app under real gunicorn on a Unix socket, for the tests of this folder."""
+"""Run an app under real gunicorn (WSGI) or uvicorn (ASGI) on a Unix socket, for tests/web/."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import seerrperf
 
 SRC = Path(seerrperf.__file__).resolve().parents[1]
 START_TIMEOUT = 90.0
-_BOOTED = re.compile(r"Booting worker with pid: (\d+)")
+_BOOTED = re.compile(r"Booting worker with pid: (\d+)|Started server process \[(\d+)\]")
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Log:
             self.changed.notify_all()
 
     def booted(self) -> list[int]:
-        return [int(m.group(1)) for m in map(_BOOTED.search, self.lines) if m]
+        return [int(m.group(1) or m.group(2)) for m in map(_BOOTED.search, self.lines) if m]
 
     def wait_for_workers(self, workers: int, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -89,6 +89,44 @@ def gunicorn(
     if worker_class == "gthread":
         command += ["--threads", "4"]
     command += list(options)
+    with _serving(command, socket_path, workers, worker_class, env, pythonpath) as server:
+        yield server
+
+
+@contextmanager
+def uvicorn(
+    app: str,
+    *,
+    workers: int,
+    env: Mapping[str, str],
+    socket_dir: Path,
+    pythonpath: Sequence[Path] = (),
+    options: Sequence[str] = (),
+) -> Iterator[Server]:
+    """Serve the ASGI ``app`` with ``uvicorn --workers`` until the block ends.
+
+    ``workers`` must be 2 or more: then uvicorn's supervisor binds the socket
+    before it starts the workers, so requests queue until one accepts.
+    """
+    assert workers >= 2, "one worker binds the socket after it says it started"
+    socket_path = socket_dir / f"uvicorn-{workers}.sock"
+    command = [
+        sys.executable, "-m", "uvicorn", app, "--uds", str(socket_path),
+        "--workers", str(workers), "--log-level", "info", *options,
+    ]  # fmt: skip
+    with _serving(command, socket_path, workers, "uvicorn", env, pythonpath) as server:
+        yield server
+
+
+@contextmanager
+def _serving(
+    command: list[str],
+    socket_path: Path,
+    workers: int,
+    kind: str,
+    env: Mapping[str, str],
+    pythonpath: Sequence[Path],
+) -> Iterator[Server]:
     path = os.pathsep.join(str(p) for p in (SRC, *pythonpath))
     process = subprocess.Popen(
         command,
@@ -105,7 +143,7 @@ def gunicorn(
         log.wait_for_workers(workers, START_TIMEOUT)
         transport = httpx.HTTPTransport(uds=str(socket_path))
         with httpx.Client(transport=transport, base_url="http://app", timeout=60) as client:
-            yield Server(client, log, workers, worker_class)
+            yield Server(client, log, workers, kind)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
