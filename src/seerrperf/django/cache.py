@@ -416,6 +416,10 @@ class SeerrperfCache(BaseCache):
         """
         return self._named.stats(sizes=sizes)
 
+    def _pull(self, key: Any) -> Any:
+        """Read ``key`` through the shared tier (the cache keeps it locally); it or ``_ABSENT``."""
+        return self._named.get(key, _ABSENT)
+
     def _ttl(self, timeout: Any) -> float:
         if timeout is DEFAULT_TIMEOUT:
             return self._default_ttl
@@ -430,8 +434,8 @@ class SeerrperfCache(BaseCache):
         key = self.make_and_validate_key(key, version=version)
         ttl = self._ttl(timeout)
         stored = self._encode(value)
-        if self._shared:
-            self._named.get(key, _ABSENT)  # another process's value comes into the local tier
+        if self._shared and self._pull(key) is not _ABSENT:
+            return False  # another process's value, fresh in the shared tier
         added = _cache_ops.add(self._named, key, stored, ttl)
         if added and self._shared:
             self._named.set(key, stored, ttl)  # to the shared tier, and out of other processes
@@ -457,11 +461,12 @@ class SeerrperfCache(BaseCache):
         """Give ``key`` a new timeout; return whether it held a fresh value."""
         key = self.make_and_validate_key(key, version=version)
         ttl = self._ttl(timeout)
-        if self._shared:
-            self._named.get(key, _ABSENT)
+        found = self._pull(key) if self._shared else _ABSENT
         stored = _cache_ops.touch(self._named, key, ttl)
         if stored is MISSING:
-            return False
+            if found is _ABSENT:
+                return False
+            stored = found  # read from the shared tier but not kept locally (a race)
         if self._shared:
             self._named.set(key, stored, ttl)
         return True
@@ -535,9 +540,17 @@ class SeerrperfCache(BaseCache):
             TypeError: The value cannot be added to (``None``, a string).
         """
         key = self.make_and_validate_key(key, version=version)
-        if self._shared:
-            self._named.get(key, _ABSENT)
-        value, stored, ttl = _cache_ops.incr(self._named, key, delta, self._decode, self._encode)
+        found = self._pull(key) if self._shared else _ABSENT
+        try:
+            value, stored, ttl = _cache_ops.incr(
+                self._named, key, delta, self._decode, self._encode
+            )
+        except ValueError:
+            if found is _ABSENT:
+                raise
+            # Read from the shared tier but not kept locally (a race): its expiry is unknown.
+            value = self._decode(found) + delta
+            stored, ttl = self._encode(value), self._default_ttl
         if self._shared:
             self._named.set(key, stored, ttl)
         return value
