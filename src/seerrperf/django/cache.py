@@ -363,7 +363,9 @@ class SeerrperfCache(BaseCache):
     - ``MAX_LOADING``: most loads at once (default ``MAX_ENTRIES``).
     - ``CLOCK``: a monotonic clock (default ``time.monotonic``); pass a
       :class:`seerrperf.testing.FakeClock` in tests.
-    - ``SHARED``: reserved for the shared Redis tier; not available yet.
+    - ``SHARED``: a Redis URL: the shared tier beneath the cache (values
+      pickled in Redis; the URL is never shown). ``add``, ``incr`` and
+      ``touch`` are atomic within a process, not across the fleet.
 
     Args:
         location: ``CACHES[alias]["LOCATION"]``.
