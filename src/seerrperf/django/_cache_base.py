@@ -11,7 +11,24 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["DEFAULT_TIMEOUT", "BaseCache"]
+__all__ = ["DEFAULT_TIMEOUT", "BaseCache", "on_caches_changed"]
+
+
+def on_caches_changed(receiver: Callable[[], object]) -> None:
+    """Call ``receiver()`` whenever Django's ``CACHES`` setting changes.
+
+    Django sends ``setting_changed`` from ``override_settings`` (tests) and
+    then makes new backend objects from the new ``CACHES``; ``receiver``
+    lets the process-wide caches follow.
+    """
+    from django.core.signals import setting_changed  # type: ignore[import-untyped,unused-ignore]
+
+    def changed(*, setting: str, **kwargs: Any) -> None:
+        if setting == "CACHES":
+            receiver()
+
+    setting_changed.connect(changed, weak=False, dispatch_uid="seerrperf.django.cache")
+
 
 if TYPE_CHECKING:
     DEFAULT_TIMEOUT: object = object()

@@ -11,8 +11,11 @@ single-flight table, the way :meth:`NamedCache.set` and
 :meth:`NamedCache.delete` do it.
 
 This reaches into the cache's internals (``_lock``, ``_store``,
-``_flights``), which are seerrperf's own: the lock is read on every call,
-because a fork replaces it in the child. Only an entry that is fresh counts
+``_flights``, ``_epoch``), which are seerrperf's own: the lock is read on
+every call, because a fork replaces it in the child, and every change moves
+the epoch on, as the cache's own changes do (a shared-tier read begun before
+is then not kept). These steps are local: with a shared tier the backend
+publishes their result with :meth:`NamedCache.set` afterwards. Only an entry that is fresh counts
 as present; an entry kept stale for a stale-while-revalidate window is
 absent to these steps, as it is to ``get``. Pure Python: no Django import.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from seerrperf._cache.flight import MISSING
 from seerrperf._cache.named import NamedCache
 from seerrperf._cache.store import measure
 
@@ -40,6 +44,7 @@ def add(cache: NamedCache, key: Hashable, value: Any, ttl: float) -> bool:
         entry = store.find(key)
         if entry is not None and store.now() < entry.fresh_until:
             return False
+        cache._epoch += 1
         cache._flights.forget(key)  # a load running for the key no longer stores: add won
         store.put(key, value, ttl, sizes)
         return True
@@ -51,24 +56,26 @@ def delete(cache: NamedCache, key: Hashable) -> bool:
         store = cache._store
         entry = store.find(key)
         present = entry is not None and store.now() < entry.fresh_until
+        cache._epoch += 1
         cache._flights.forget(key)
         store.discard(key)
         return present
 
 
-def touch(cache: NamedCache, key: Hashable, ttl: float) -> bool:
+def touch(cache: NamedCache, key: Hashable, ttl: float) -> Any:
     """Give a fresh entry of ``key`` a new time to live; ``ttl == 0`` removes it.
 
     Returns:
-        Whether a fresh entry was there.
+        The entry's stored value, or :data:`MISSING` when there was no fresh entry.
     """
     with cache._lock:
         store = cache._store
         entry = store.find(key)
         if entry is None or not store.now() < entry.fresh_until:
-            return False
+            return MISSING
+        cache._epoch += 1
         store.put(key, entry.value, ttl, (entry.key_bytes, entry.value_bytes))
-        return True
+        return entry.value
 
 
 def incr(
@@ -77,7 +84,7 @@ def incr(
     delta: int,
     decode: Callable[[Any], Any],
     encode: Callable[[Any], Any],
-) -> Any:
+) -> tuple[Any, Any, float]:
     """Add ``delta`` to the value of a fresh entry of ``key``; keep its expiry.
 
     Like memcached and Django's ``LocMemCache``, the entry's expiry does not
@@ -91,7 +98,7 @@ def incr(
         encode: Turns the new value into what is stored.
 
     Returns:
-        The new value.
+        The new value, the new stored value and its remaining time to live.
 
     Raises:
         ValueError: No fresh entry exists for ``key``.
@@ -105,6 +112,8 @@ def incr(
             raise ValueError(f"Key '{key}' not found")  # Django's message
         value = decode(entry.value) + delta
         stored = encode(value)
+        ttl = entry.fresh_until - now
+        cache._epoch += 1
         cache._flights.forget(key)  # a background refresh must not undo the increment
-        store.put(key, stored, entry.fresh_until - now, measure(key, stored))
-        return value
+        store.put(key, stored, ttl, measure(key, stored))
+        return value, stored, ttl

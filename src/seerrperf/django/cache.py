@@ -31,13 +31,17 @@ See ``docs/django-cache.md``. Needs Django (``pip install "seerrperf[django]"``)
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Literal, cast
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
+
+import anyio
+import anyio.to_thread
 
 from seerrperf import _validate
 from seerrperf._cache.flight import MISSING
@@ -45,9 +49,13 @@ from seerrperf._cache.named import DEFAULT_LOAD_TIMEOUT, CacheStats, NamedCache
 from seerrperf._errors import ConfigurationError
 from seerrperf._redis.codec import PickleSerializer
 from seerrperf._runtime import Clock, at_fork
+from seerrperf._web.config import REDIS_SCHEMES
 
 from . import _cache_ops
-from ._cache_base import DEFAULT_TIMEOUT, BaseCache
+
+if TYPE_CHECKING:
+    from seerrperf._redis.backend import RedisBackend
+from ._cache_base import DEFAULT_TIMEOUT, BaseCache, on_caches_changed
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "FOREVER", "OPTIONS", "SeerrperfCache"]
 
@@ -71,6 +79,11 @@ OPTIONS: Final = frozenset(
     }
 )
 """The keys ``CACHES[alias]["OPTIONS"]`` may hold; any other is refused."""
+
+_R = TypeVar("_R")
+
+_ABSENT: Final = object()
+"""A miss. Not NamedCache's MISSING, which tells it to skip the shared tier."""
 
 _PICKLE: Final = PickleSerializer()
 """Values are pickled as the shared Redis tier pickles them; in-process, only
@@ -112,6 +125,7 @@ class _Spec:
     load_timeout: float
     max_loading: int | None
     clock: Clock
+    shared: str | None = field(default=None, repr=False)  # a Redis URL: may hold a password
 
     def differences(self, other: _Spec) -> list[str]:
         shown = {
@@ -122,13 +136,27 @@ class _Spec:
             "max_loading": "MAX_LOADING",
             "clock": "CLOCK",
         }
-        return [
+        found = [
             f"{option}={_validate.shown(getattr(other, field))} "
             f"(it has {_validate.shown(getattr(self, field))})"
             for field, option in shown.items()
             if getattr(self, field) is not getattr(other, field)
             and getattr(self, field) != getattr(other, field)
         ]
+        if self.shared != other.shared:
+            found.append("another SHARED (the URLs are not shown: they may hold a password)")
+        return found
+
+
+def _redis_backend(url: str) -> RedisBackend:
+    """The shared tier's backend for ``url``: one per LOCATION and process (it survives forks).
+
+    Values are pickled in Redis as Django's own Redis backend pickles them:
+    the server must be private to the application (see ``docs/scale-out.md``).
+    """
+    from seerrperf._redis.backend import RedisBackend
+
+    return RedisBackend.from_url(url, serializer="pickle")
 
 
 class _Registry:
@@ -136,7 +164,7 @@ class _Registry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._caches: dict[str, tuple[_Spec, NamedCache]] = {}
+        self._caches: dict[str, tuple[_Spec, NamedCache, RedisBackend | None]] = {}
         at_fork(self, after_in_child=_Registry._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
@@ -144,20 +172,38 @@ class _Registry:
         # a registry lock held by a parent thread at the fork must not stay held.
         self._lock = threading.Lock()
 
+    def forget(self) -> None:
+        """Start afresh: the next backend made for a LOCATION gets a new NamedCache.
+
+        For Django's ``override_settings(CACHES=...)``: the new settings may
+        give a LOCATION other options. Backend objects made before keep the
+        cache they had.
+        """
+        with self._lock:
+            dropped = list(self._caches.values())
+            self._caches.clear()
+            _CONFIGS.clear()
+        for _, cache, backend in dropped:
+            if backend is not None:  # its subscriber thread and connections go too
+                cache.close()
+                backend.close()
+
     def get(self, location: str, spec: _Spec) -> NamedCache:
         with self._lock:
             found = self._caches.get(location)
             if found is None:
+                backend = None if spec.shared is None else _redis_backend(spec.shared)
                 cache = NamedCache(
                     spec.name,
                     maxsize=spec.maxsize,
                     clock=spec.clock,
                     load_timeout=spec.load_timeout,
                     max_loading=spec.max_loading,
+                    shared=None if backend is None else backend.tier(spec.name),
                 )
-                self._caches[location] = (spec, cache)
+                self._caches[location] = (spec, cache, backend)
                 return cache
-        held, cache = found
+        held, cache, _ = found
         differences = held.differences(spec)
         if differences:
             raise ConfigurationError(
@@ -169,6 +215,7 @@ class _Registry:
 
 
 _REGISTRY: Final = _Registry()
+on_caches_changed(_REGISTRY.forget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,11 +285,14 @@ def _configure(location: str, params: Mapping[str, Any]) -> _Config:
             f"CACHES OPTIONS has unknown keys {', '.join(unknown)}{hint}; "
             f"known: {', '.join(sorted(OPTIONS))}"
         )
-    if "SHARED" in options:
-        raise ConfigurationError(
-            "CACHES OPTIONS SHARED (a shared Redis tier) is not available yet in this "
-            "version of seerrperf; remove it to use the in-process cache"
-        )
+    shared = options.get("SHARED")
+    if shared is not None:
+        _validate.secret("CACHES OPTIONS SHARED", shared)  # never echoed: may hold a password
+        if str(shared).partition("://")[0].lower() not in REDIS_SCHEMES:
+            raise ConfigurationError(
+                "CACHES OPTIONS SHARED must be a Redis URL (redis://, rediss:// or unix://); "
+                "the value is not shown: it may hold a password"
+            )
     timeout = params.get("timeout", params.get("TIMEOUT", 300))
     default_ttl = _ttl("CACHES TIMEOUT", timeout)
     if timeout is not None and timeout < 0:
@@ -267,6 +317,7 @@ def _configure(location: str, params: Mapping[str, Any]) -> _Config:
             options.get("CLOCK", time.monotonic),
             "a clock like time.monotonic",
         ),
+        shared=shared,
     )
     swr = _validate.duration(
         "CACHES OPTIONS STALE_WHILE_REVALIDATE", options.get("STALE_WHILE_REVALIDATE", 0)
@@ -312,7 +363,9 @@ class SeerrperfCache(BaseCache):
     - ``MAX_LOADING``: most loads at once (default ``MAX_ENTRIES``).
     - ``CLOCK``: a monotonic clock (default ``time.monotonic``); pass a
       :class:`seerrperf.testing.FakeClock` in tests.
-    - ``SHARED``: reserved for the shared Redis tier; not available yet.
+    - ``SHARED``: a Redis URL: the shared tier beneath the cache (values
+      pickled in Redis; the URL is never shown). ``add``, ``incr`` and
+      ``touch`` are atomic within a process, not across the fleet.
 
     Args:
         location: ``CACHES[alias]["LOCATION"]``.
@@ -326,7 +379,7 @@ class SeerrperfCache(BaseCache):
     def __init__(self, location: str, params: Mapping[str, Any]) -> None:
         config = _configured(location, params)
         super().__init__(params)
-        self.default_timeout = config.timeout
+        self.default_timeout: float | None = config.timeout
         self._location = location
         self._default_ttl = config.default_ttl
         self._swr = config.swr
@@ -335,6 +388,7 @@ class SeerrperfCache(BaseCache):
         self._encode: Callable[[Any], Any] = _PICKLE.dumps if pickled else _identity
         self._decode: Callable[[Any], Any] = _PICKLE.loads if pickled else _identity
         self._named = config.cache
+        self._shared = config.spec.shared is not None
 
     def __repr__(self) -> str:
         return (
@@ -364,6 +418,10 @@ class SeerrperfCache(BaseCache):
         """
         return self._named.stats(sizes=sizes)
 
+    def _pull(self, key: Any) -> Any:
+        """Read ``key`` through the shared tier (the cache keeps it locally); it or ``_ABSENT``."""
+        return self._named.get(key, _ABSENT)
+
     def _ttl(self, timeout: Any) -> float:
         if timeout is DEFAULT_TIMEOUT:
             return self._default_ttl
@@ -377,13 +435,19 @@ class SeerrperfCache(BaseCache):
         """Store ``value`` unless ``key`` holds a fresh value; atomic. Return whether stored."""
         key = self.make_and_validate_key(key, version=version)
         ttl = self._ttl(timeout)
-        return _cache_ops.add(self._named, key, self._encode(value), ttl)
+        stored = self._encode(value)
+        if self._shared and self._pull(key) is not _ABSENT:
+            return False  # another process's value, fresh in the shared tier
+        added = _cache_ops.add(self._named, key, stored, ttl)
+        if added and self._shared:
+            self._named.set(key, stored, ttl)  # to the shared tier, and out of other processes
+        return added
 
     def get(self, key: Any, default: Any = None, version: Any = None) -> Any:
         """Return the value of ``key`` (``None`` when ``None`` was stored), or ``default``."""
         key = self.make_and_validate_key(key, version=version)
-        value = self._named.get(key, MISSING)
-        if value is MISSING:
+        value = self._named.get(key, _ABSENT)
+        if value is _ABSENT:
             return default
         return self._decode(value)
 
@@ -398,19 +462,31 @@ class SeerrperfCache(BaseCache):
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> bool:
         """Give ``key`` a new timeout; return whether it held a fresh value."""
         key = self.make_and_validate_key(key, version=version)
-        return _cache_ops.touch(self._named, key, self._ttl(timeout))
+        ttl = self._ttl(timeout)
+        found = self._pull(key) if self._shared else _ABSENT
+        stored = _cache_ops.touch(self._named, key, ttl)
+        if stored is MISSING:
+            if found is _ABSENT:
+                return False
+            stored = found  # read from the shared tier but not kept locally (a race)
+        if self._shared:
+            self._named.set(key, stored, ttl)
+        return True
 
     def delete(self, key: Any, version: Any = None) -> bool:
         """Remove ``key``; return whether it held a fresh value."""
         key = self.make_and_validate_key(key, version=version)
-        return _cache_ops.delete(self._named, key)
+        present = _cache_ops.delete(self._named, key)
+        if self._shared:
+            self._named.delete(key)  # in the shared tier too, and in every process
+        return present
 
     def get_many(self, keys: Iterable[Any], version: Any = None) -> dict[Any, Any]:
         """Return ``{key: value}`` for the keys that hold a fresh value."""
         found: dict[Any, Any] = {}
         for key in keys:
-            value = self._named.get(self.make_and_validate_key(key, version=version), MISSING)
-            if value is not MISSING:
+            value = self._named.get(self.make_and_validate_key(key, version=version), _ABSENT)
+            if value is not _ABSENT:
                 found[key] = self._decode(value)
         return found
 
@@ -453,7 +529,10 @@ class SeerrperfCache(BaseCache):
 
     def has_key(self, key: Any, version: Any = None) -> bool:
         """Return whether ``key`` holds a fresh value (counts no lookup)."""
-        return self.make_and_validate_key(key, version=version) in self._named
+        key = self.make_and_validate_key(key, version=version)
+        if self._shared:  # the shared tier may hold it: a lookup, counted as one
+            return self._named.get(key, _ABSENT) is not _ABSENT
+        return key in self._named
 
     def incr(self, key: Any, delta: int = 1, version: Any = None) -> Any:
         """Add ``delta`` to the value of ``key`` atomically; the expiry stays.
@@ -463,7 +542,20 @@ class SeerrperfCache(BaseCache):
             TypeError: The value cannot be added to (``None``, a string).
         """
         key = self.make_and_validate_key(key, version=version)
-        return _cache_ops.incr(self._named, key, delta, self._decode, self._encode)
+        found = self._pull(key) if self._shared else _ABSENT
+        try:
+            value, stored, ttl = _cache_ops.incr(
+                self._named, key, delta, self._decode, self._encode
+            )
+        except ValueError:
+            if found is _ABSENT:
+                raise
+            # Read from the shared tier but not kept locally (a race): its expiry is unknown.
+            value = self._decode(found) + delta
+            stored, ttl = self._encode(value), self._default_ttl
+        if self._shared:
+            self._named.set(key, stored, ttl)
+        return value
 
     def decr(self, key: Any, delta: int = 1, version: Any = None) -> Any:
         """Subtract ``delta`` from the value of ``key``, as :meth:`incr` adds."""
@@ -483,7 +575,7 @@ class SeerrperfCache(BaseCache):
     def delete_many(self, keys: Iterable[Any], version: Any = None) -> None:
         """Remove every key of ``keys``."""
         for key in keys:
-            _cache_ops.delete(self._named, self.make_and_validate_key(key, version=version))
+            self.delete(key, version)
 
     def clear(self) -> None:
         """Remove every entry of this ``LOCATION`` (every alias and prefix sharing it)."""
@@ -492,34 +584,47 @@ class SeerrperfCache(BaseCache):
     # -- Django's API: async ------------------------------------------------
     # In-process and non-blocking (the lock is held for microseconds, no I/O):
     # run on the event loop itself, not through sync_to_async's thread hop.
+    # With SHARED, set, delete and clear await the shared tier's async twins;
+    # the steps NamedCache has no async twin for (a lookup that may ask Redis,
+    # add, touch, incr) run in a worker thread, so the loop never waits on Redis.
+
+    async def _run(self, method: Callable[..., _R], *args: Any) -> _R:
+        if not self._shared:
+            return method(*args)
+        return await anyio.to_thread.run_sync(functools.partial(method, *args))
 
     async def aadd(
         self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None
     ) -> bool:
         """:meth:`add`, on the event loop."""
-        return self.add(key, value, timeout, version)
+        return await self._run(self.add, key, value, timeout, version)
 
     async def aget(self, key: Any, default: Any = None, version: Any = None) -> Any:
         """:meth:`get`, on the event loop."""
-        return self.get(key, default, version)
+        return await self._run(self.get, key, default, version)
 
     async def aset(
         self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None
     ) -> None:
         """:meth:`set`, on the event loop."""
-        self.set(key, value, timeout, version)
+        key = self.make_and_validate_key(key, version=version)
+        await self._named.aset(key, self._encode(value), self._ttl(timeout))
 
     async def atouch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None) -> bool:
         """:meth:`touch`, on the event loop."""
-        return self.touch(key, timeout, version)
+        return await self._run(self.touch, key, timeout, version)
 
     async def adelete(self, key: Any, version: Any = None) -> bool:
         """:meth:`delete`, on the event loop."""
-        return self.delete(key, version)
+        key = self.make_and_validate_key(key, version=version)
+        present = _cache_ops.delete(self._named, key)
+        if self._shared:
+            await self._named.adelete(key)
+        return present
 
     async def aget_many(self, keys: Iterable[Any], version: Any = None) -> dict[Any, Any]:
         """:meth:`get_many`, on the event loop."""
-        return self.get_many(keys, version)
+        return await self._run(self.get_many, list(keys), version)
 
     async def aget_or_set(
         self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None
@@ -553,36 +658,37 @@ class SeerrperfCache(BaseCache):
 
     async def ahas_key(self, key: Any, version: Any = None) -> bool:
         """:meth:`has_key`, on the event loop."""
-        return self.has_key(key, version)
+        return await self._run(self.has_key, key, version)
 
     async def aincr(self, key: Any, delta: int = 1, version: Any = None) -> Any:
         """:meth:`incr`, on the event loop."""
-        return self.incr(key, delta, version)
+        return await self._run(self.incr, key, delta, version)
 
     async def adecr(self, key: Any, delta: int = 1, version: Any = None) -> Any:
         """:meth:`decr`, on the event loop."""
-        return self.incr(key, -delta, version)
+        return await self._run(self.incr, key, -delta, version)
 
     async def aset_many(
         self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: Any = None
     ) -> list[Any]:
         """:meth:`set_many`, on the event loop."""
-        return self.set_many(data, timeout, version)
+        for key, value in data.items():
+            await self.aset(key, value, timeout, version)
+        return []
 
     async def adelete_many(self, keys: Iterable[Any], version: Any = None) -> None:
         """:meth:`delete_many`, on the event loop."""
-        self.delete_many(keys, version)
+        for key in keys:
+            await self.adelete(key, version)
 
     async def aclear(self) -> None:
         """:meth:`clear`, on the event loop."""
-        self.clear()
+        await self._named.aclear()
 
     async def aincr_version(self, key: Any, delta: int = 1, version: Any = None) -> int:
         """:meth:`incr_version`, on the event loop."""
-        new_version: int = self.incr_version(key, delta, version)
-        return new_version
+        return await self._run(self.incr_version, key, delta, version)
 
     async def adecr_version(self, key: Any, delta: int = 1, version: Any = None) -> int:
         """:meth:`decr_version`, on the event loop."""
-        new_version: int = self.incr_version(key, -delta, version)
-        return new_version
+        return await self._run(self.incr_version, key, -delta, version)

@@ -795,7 +795,8 @@ def _backend(**params: Any) -> SeerrperfCache:
         ({"OPTIONS": {"STALE_WHILE_REVALIDATE": -1}}, "STALE_WHILE_REVALIDATE must be finite"),
         ({"OPTIONS": {"LOAD_TIMEOUT": 0}}, "LOAD_TIMEOUT must be finite and > 0"),
         ({"OPTIONS": {"CLOCK": 3}}, "CLOCK must be a clock"),
-        ({"OPTIONS": {"SHARED": {"URL": "redis://x"}}}, "SHARED .* is not available yet"),
+        ({"OPTIONS": {"SHARED": {"URL": "redis://x"}}}, "SHARED must be a string"),
+        ({"OPTIONS": {"SHARED": "http://cache:6379"}}, "SHARED must be a Redis URL"),
         ({"OPTIONS": ["MAX_ENTRIES"]}, "OPTIONS must be a dict"),
         ({"TIMEOUT": "300"}, "TIMEOUT must be a number of seconds or None"),
         ({"TIMEOUT": -1}, "TIMEOUT must be >= 0 or None"),
@@ -807,11 +808,20 @@ def test_bad_settings_are_refused_by_name(params: dict[str, Any], message: str) 
         _backend(**params)
 
 
-def test_a_secret_in_the_reserved_shared_option_is_never_shown() -> None:
-    secret = "redis://:s3cr3t-sentinel@redis.internal:6379/0"
-    with pytest.raises(ConfigurationError) as caught:
-        _backend(OPTIONS={"SHARED": {"URL": secret}})
-    assert "s3cr3t-sentinel" not in str(caught.value)
+def test_a_password_in_the_shared_url_is_never_shown() -> None:
+    secret = "s3cr3t-sentinel"
+    for bad in (f"http://:{secret}@redis.internal/0", f"redis://:{secret}@redis internal/0"):
+        with pytest.raises(ConfigurationError) as caught:
+            _backend(OPTIONS={"SHARED": bad})
+        assert secret not in str(caught.value)
+    location = new_location()
+    backend = SeerrperfCache(location, {"OPTIONS": {"SHARED": f"redis://:{secret}@127.0.0.1:1/0"}})
+    assert secret not in repr(backend)
+    assert secret not in repr(backend.named_cache)
+    with pytest.raises(ConfigurationError) as caught:  # a clash names SHARED, not the URL
+        SeerrperfCache(location, {"OPTIONS": {"SHARED": f"redis://:{secret}-2@127.0.0.1:1/0"}})
+    assert "another SHARED" in str(caught.value)
+    assert secret not in str(caught.value)
 
 
 def test_bad_call_timeouts_are_refused(cache: SeerrperfCache) -> None:

@@ -1,4 +1,4 @@
-"""Django's own cache consumers on ``SeerrperfCache``: ``cache_page`` and cached sessions.
+"""Django's own cache consumers on ``SeerrperfCache``: cache_page, sessions, override_settings.
 
 They run in a fresh interpreter whose Django settings name this backend in
 ``CACHES`` (as a project's ``settings.py`` would), so that Django's
@@ -60,13 +60,26 @@ session["user"] = 7
 session.save()
 loaded = SessionStore(session_key=session.session_key)
 
+from django.core.cache import caches
+from django.test import override_settings
+
+stats = cache.stats().as_dict()
+before = caches["default"].named_cache
+smaller = {"default": {**settings.CACHES["default"], "OPTIONS": {"MAX_ENTRIES": 5}}}
+with override_settings(CACHES=smaller):  # same LOCATION, other options: a new cache
+    inside = caches["default"].named_cache
+    caches["default"].set("only-inside", 1)
+after = caches["default"].named_cache
+
 print(json.dumps({
+    "override": [before.maxsize, inside.maxsize, after.maxsize, after is inside],
+    "after_override": after.get("only-inside") is None,
     "calls": len(calls),
     "first": first.content.decode(),
     "second": second.content.decode(),
     "other": other.content.decode(),
     "session_user": loaded["user"],
-    "stats": cache.stats().as_dict(),
+    "stats": stats,
 }))
 """
 
@@ -87,3 +100,7 @@ def test_cache_page_and_cached_sessions_work_on_the_backend() -> None:
     assert seen["session_user"] == 7
     assert seen["stats"]["hits"] >= 2  # the cached page (header key and page) and the session
     assert seen["stats"]["name"] == "consumers"
+    # override_settings(CACHES=...) gives the LOCATION a new cache with the new
+    # options, and another one again when the override ends.
+    assert seen["override"] == [100, 5, 100, False]
+    assert seen["after_override"] is True
