@@ -585,3 +585,15 @@ async def test_an_invalid_async_load_timeout_raises_configuration_error() -> Non
     with pytest.raises(ConfigurationError, match=r"^load_timeout must be"):
         await cache.aget_or_set("k", loader, load_timeout=math.inf)
     assert cache.get("k", MISSING) is MISSING
+
+
+@pytest.mark.parametrize("bad", [True, float("nan"), -1.0, "60"])
+def test_a_valid_call_remembered_does_not_let_an_equal_invalid_one_through(bad: object) -> None:
+    cache = NamedCache("remembered")
+    ttl = 1
+    assert cache.get_or_set("k", lambda: "v", ttl, stale_if_error=60.0) == "v"
+    assert cache.get_or_set("k", lambda: "w", ttl, stale_if_error=60.0) == "v"  # the fast path
+    with pytest.raises(ConfigurationError):
+        cache.get_or_set("k", lambda: "w", bad, stale_if_error=60.0)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        cache.get_or_set("k", lambda: "w", ttl, stale_if_error=bad)  # type: ignore[arg-type]

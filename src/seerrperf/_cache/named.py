@@ -24,7 +24,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 
 import anyio
 
@@ -119,6 +119,9 @@ def clock_argument(clock: Clock, timer: Clock | None, *, stacklevel: int) -> Clo
 
 def _load_timeout(value: object) -> float:
     return _validate.duration("load_timeout", value, allow_zero=False)
+
+
+_UNCHECKED: Final = object()
 
 
 def _quick_seconds(value: object) -> bool:
@@ -278,6 +281,8 @@ class NamedCache:
         )
         self._lock = threading.Lock()
         self._store = Store(self._maxsize, self._clock)
+        # The arguments of the last valid loading call (see _check_call); none yet.
+        self._checked: tuple[object, ...] = (_UNCHECKED,) * 4
         self._find = self._store.find  # bound once: cheaper on the hit path
         self._touch = self._store.touch
         self._flights = SingleFlight(
@@ -774,9 +779,19 @@ class NamedCache:
     ) -> None:
         """Check a loading call's arguments, and keep entries for its stale windows.
 
-        On every call, hits included: a valid number costs two comparisons
-        here; anything else goes to :mod:`seerrperf._validate` for its message.
+        On every call, hits included: the arguments of the last valid call
+        (the same objects, as a TMDB client's plans pass them) cost four
+        identity tests; a valid number costs two comparisons; anything else
+        goes to :mod:`seerrperf._validate` for its message.
         """
+        last = self._checked
+        if (
+            ttl is last[0]
+            and stale_while_revalidate is last[1]
+            and stale_if_error is last[2]
+            and load_timeout is last[3]
+        ):
+            return  # identity, not equality: True == 1, yet True is no duration
         if ttl is not None and not _quick_seconds(ttl):
             _validate.duration("ttl", ttl)
         window = 0.0
@@ -793,6 +808,7 @@ class NamedCache:
         if window > self._store.stale_window:
             with self._lock:
                 self._store.keep_stale_for(window)
+        self._checked = (ttl, stale_while_revalidate, stale_if_error, load_timeout)
 
     def _recount(self, stale: bool) -> None:
         """Count a lookup that missed as answered after all. Called with the lock held."""
