@@ -334,14 +334,3 @@ def test_with_a_warm_zone_the_limit_stays_in_bounds(
         else:
             g.idle()
         assert max(1, min_size) <= g.limit <= max_size
-
-
-def test_a_holder_is_slow_only_against_the_pools_own_holds() -> None:
-    # Holds of 3 ms (a busy machine): a holder out for 20 ms was descheduled,
-    # not running slow work; one out for ten times the median is.
-    g = growth()
-    history(g, 0.003)
-    assert g.decide(0.02, "stalled", 0.02, settled(g), now=0.0) is None
-    assert g.decide(0.03, "stalled", 0.025, settled(g), now=0.01) is None
-    assert g.decide(0.04, "stalled", 0.031, settled(g), now=0.02) is None  # first slow beat
-    assert g.decide(0.05, "stalled", 0.041, settled(g), now=0.03) == 3

@@ -79,7 +79,6 @@ CEILING_MEMORY = 10
 """A probe that bought nothing is remembered for this many ``max_idle`` periods."""
 
 _MIN_GAIN = 0.05  # a probe must raise the estimated throughput by this much to stay
-_SLOW = 10  # a holder is slow at this many times the recent median hold (and grow_after)
 _CONGESTED = 0.5  # a beat this late (as a share of grow_after) means the process is busy
 
 
@@ -225,9 +224,7 @@ class Growth:
             self._slow_holder = None
             return None
         typical = statistics.median(self._holds) if self._holds else 0.0
-        # Slow means slow for this pool: on a busy machine every hold stretches,
-        # and a holder descheduled for a few milliseconds is not slow work.
-        slow = holder is not None and oldest_hold >= max(self.grow_after, _SLOW * typical)
+        slow = holder is not None and oldest_hold >= self.grow_after
         seen_before, self._slow_holder = self._slow_holder, holder if slow else None
         if slow and holder == seen_before:
             self._probe_from = None  # slow holders decide, whatever a probe would say
