@@ -200,92 +200,32 @@ class HandOff:
             self.counted += 1
         queue = self.queues.get(key) if self.queues else None
         if queue is not None:
-            successor = self._first_live(key, queue)
-            if successor is not None:
+            while queue:
+                successor = queue.popleft()
+                if successor.gone:
+                    queue.gone -= 1
+                    continue
                 # Ownership moves now, before the waiter runs, so nobody can
                 # take the key in between.
+                successor.granted = True
                 owners[key] = successor
-                return self._granted(successor)
+                self.waiting -= 1
+                self.queued_holders += 1
+                self.counted += 1
+                self.contended += 1
+                return successor
+            del self.queues[key]
         del owners[key]
         return None
 
-    def pass_on(self, ticket: Ticket) -> Ticket | None:
-        """``ticket`` took its key free while others queue for it: give it to the first.
-
-        (A face that releases without its mutex, as :class:`KeyedLock` does,
-        leaves a moment in which a newcomer can take a key that has waiters.)
-
-        Returns:
-            The ticket that now holds the key (to be woken), or ``None``:
-            every waiter had given up, and ``ticket`` keeps the key.
-        """
-        key = ticket.key
-        queue = self.queues.get(key)
-        successor = None if queue is None else self._first_live(key, queue)
-        if successor is None:
-            return None
-        self.owners[key] = successor
-        return self._granted(successor)
-
-    def claim(self, key: Hashable) -> Ticket | None:
-        """``key`` was released without the mutex while a waiter queued: hand it on.
-
-        Returns:
-            The ticket that now holds the key (to be woken), or ``None``: the
-            key is held again (its holder sees the queue and hands it on) or
-            nobody waits for it any more.
-        """
-        queue = self.queues.get(key)
-        if queue is None:
-            return None
-        while queue and queue[0].gone:
-            queue.popleft()
-            queue.gone -= 1
-        if not queue:
-            del self.queues[key]
-            return None
-        first = queue[0]
-        if self.owners.setdefault(key, first) is not first:
-            return None  # a newcomer took it: it gives way under the mutex
-        queue.popleft()
-        if not queue:
-            del self.queues[key]
-        return self._granted(first)
-
-    def _first_live(self, key: Hashable, queue: _WaitQueue) -> Ticket | None:
-        """Take the first live waiter off ``key``'s queue; forget the queue once empty."""
-        while queue:
-            successor = queue.popleft()
-            if successor.gone:
-                queue.gone -= 1
-                continue
-            if not queue:
-                del self.queues[key]
-            return successor
-        del self.queues[key]
-        return None
-
-    def _granted(self, successor: Ticket) -> Ticket:
-        successor.granted = True
-        self.waiting -= 1
-        self.queued_holders += 1
-        self.counted += 1
-        self.contended += 1
-        return successor
-
-    def stats(self, *, released: int = 0) -> LockStats:
-        """Return the current :class:`LockStats`.
-
-        Args:
-            released: Releases of a free take that the face counted itself
-                (:class:`KeyedLock` counts them without its mutex).
-        """
+    def stats(self) -> LockStats:
+        """Return the current :class:`LockStats`."""
         owners = len(self.owners)
         return LockStats(
             held_keys=owners,
             waiting_tasks=self.waiting,
             # Holders that took a free key are counted when they release.
-            acquisitions=self.counted + released + owners - self.queued_holders,
+            acquisitions=self.counted + owners - self.queued_holders,
             contended_acquisitions=self.contended,
             timeouts=self.timeouts,
         )
