@@ -637,12 +637,11 @@ class _PoolCore:
         now = self.clock()
         with self.lock:
             token = next(self._tokens)
-            if not self.waiters:
-                self._queue_since = now  # the queue had a break: a new one starts
             self.waiters[token] = now
             start_ticker = self.growth.enabled and not self.ticking
             if start_ticker:
                 self.ticking = True
+                self._queue_since = now
                 self._beat_due = now + self.growth.patience()
         return token, start_ticker
 
