@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seerrperf._pg.growth import CEILING_MEMORY, PROBE_AFTER, PROBE_BACKLOG, WINDOW, Growth, Sizes
+from seerrperf._pg.growth import CEILING_MEMORY, PROBE_AFTER, WINDOW, Growth, Sizes
 
 GROW_AFTER = 0.01
 SUSTAINED = PROBE_AFTER  # requests have queued without a break for this long
@@ -230,107 +230,3 @@ def test_the_limit_stays_in_bounds_and_rises_one_at_a_time(
         else:
             g.idle()
         assert max(1, min_size) <= g.limit <= max_size or (grow_after == 0 and g.limit == max_size)
-
-
-# --- the warm zone: up to warm_size, a waiting request is enough ----------------------------
-
-
-def warm(min_size: int = 2, max_size: int = 20, warm_size: int = 4) -> Growth:
-    return Growth(min_size, max_size, GROW_AFTER, MAX_IDLE, warm_size=warm_size)
-
-
-def test_below_warm_size_a_waiting_request_opens_the_rest_at_once() -> None:
-    g = warm()
-    assert g.patience() == 0.0  # the first beat comes at once
-    assert g.decide(0.0001, "quick", 0.0001, settled(g), now=0.0) == 4
-    assert g.grows == 2
-    assert "fewer than 4" in g.reason
-    assert g.patience() == GROW_AFTER  # past it, the other rules, on their own beat
-
-
-def test_the_warm_zone_needs_a_request_waiting() -> None:
-    g = warm()
-    assert g.decide(0.0, None, 0.0, settled(g), now=0.0) is None
-    assert g.limit == 2
-
-
-def test_the_warm_zone_waits_for_connections_being_opened() -> None:
-    g = warm()
-    opening = Sizes(managed=2, open=1)
-    assert g.decide(0.05, "quick", 0.001, opening, now=0.0) is None
-    assert g.limit == 2
-
-
-def test_the_warm_zone_never_passes_max_size() -> None:
-    g = warm(min_size=1, max_size=3)
-    assert g.decide(0.01, "quick", 0.001, settled(g), now=0.0) == 3
-    assert g.decide(1.0, "slow", 1.0, settled(g), now=0.1) is None
-    assert g.limit == 3
-    assert g.resize(1, 10) == 3
-    assert g.warm_size == 4
-
-
-def test_past_the_warm_zone_a_busy_process_still_grows_nothing() -> None:
-    g = warm()
-    g.decide(0.01, "quick", 0.001, settled(g), now=0.0)
-    history(g, 0.001)
-    for beat in range(5):
-        assert g.decide(0.1, "busy", 0.1, settled(g), now=beat / 100, lag=GROW_AFTER) is None
-    assert g.limit == 4
-
-
-def test_a_probe_needs_a_backlog_that_outlasts_its_opening() -> None:
-    # The tail of a burst: requests have queued for long, but those still
-    # waiting keep the connections busy for less than PROBE_BACKLOG.
-    g = growth()
-    history(g, 0.002)
-    short = int(PROBE_BACKLOG * 2 / 0.002) - 1
-    assert (
-        g.decide(0.02, "quick", 0.001, settled(g), now=0.0, queued_for=SUSTAINED, waiting=short)
-        is None
-    )
-    assert (
-        g.decide(
-            0.02, "quick", 0.001, settled(g), now=0.01, queued_for=SUSTAINED, waiting=short + 2
-        )
-        == 3
-    )
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    min_size=st.integers(0, 5),
-    extra=st.integers(0, 10),
-    warm_size=st.integers(0, 6),
-    script=events,
-)
-def test_with_a_warm_zone_the_limit_stays_in_bounds(
-    min_size: int, extra: int, warm_size: int, script: list[tuple[object, ...]]
-) -> None:
-    max_size = max(1, min_size + extra)
-    g = Growth(min_size, max_size, GROW_AFTER, MAX_IDLE, warm_size=warm_size)
-    now = 0.0
-    for event in script:
-        now += 0.01
-        before = g.limit
-        if event[0] == "returned":
-            g.returned(float(event[1]))  # type: ignore[arg-type]
-        elif event[0] == "decide":
-            _, waited, holder, hold, managed, opened = event
-            sizes = Sizes(managed=int(managed), open=int(opened))  # type: ignore[call-overload]
-            new = g.decide(waited, holder, hold, sizes, now)  # type: ignore[arg-type]
-            if new is not None:
-                # Several at once only up to the warm size, one at a time past it.
-                assert new == before + 1 or new == min(warm_size, max_size) > before
-                assert sizes.managed >= before
-                assert sizes.open >= sizes.managed
-                if before < warm_size:
-                    assert waited > 0  # type: ignore[operator]
-                else:
-                    assert waited >= GROW_AFTER  # type: ignore[operator]
-        elif event[0] == "decay":
-            new = g.decay(int(event[1]))  # type: ignore[call-overload]
-            assert new is None or new < before
-        else:
-            g.idle()
-        assert max(1, min_size) <= g.limit <= max_size

@@ -47,33 +47,17 @@ start, and psycopg_pool grows as it always does.
 
 from __future__ import annotations
 
-import os
 import statistics
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = [
-    "CEILING_MEMORY",
-    "PROBE_AFTER",
-    "PROBE_BACKLOG",
-    "WARM_SIZE",
-    "WINDOW",
-    "Growth",
-    "Sizes",
-]
-
-WARM_SIZE = min(4, 2 * (os.cpu_count() or 1))
-"""Connections a pool reaches as soon as requests wait: psycopg_pool's fixed 4
-(two per core on a smaller machine), which the server's cores keep busy."""
+__all__ = ["CEILING_MEMORY", "PROBE_AFTER", "WINDOW", "Growth", "Sizes"]
 
 WINDOW = 24
 """Checkouts whose hold times make one median in a probe."""
 
 PROBE_AFTER = 1.0
 """Seconds of queueing without a break before quick holders justify a probe."""
-
-PROBE_BACKLOG = 0.25
-"""Seconds of work the waiting requests must still hold for a probe (see ``decide``)."""
 
 CEILING_MEMORY = 10
 """A probe that bought nothing is remembered for this many ``max_idle`` periods."""
@@ -102,7 +86,6 @@ class Growth:
         "_probe_from",
         "_probe_holds",
         "_slow_holder",
-        "_warm",
         "enabled",
         "grow_after",
         "grows",
@@ -112,23 +95,11 @@ class Growth:
         "min_size",
         "note",
         "reason",
-        "warm_size",
     )
 
-    def __init__(
-        self,
-        min_size: int,
-        max_size: int,
-        grow_after: float,
-        max_idle: float,
-        *,
-        warm_size: int = 0,
-    ) -> None:
+    def __init__(self, min_size: int, max_size: int, grow_after: float, max_idle: float) -> None:
         self.min_size: int = min_size
         self.max_size: int = max_size
-        # Up to this many connections, a waiting request is enough (step 2).
-        self._warm = warm_size
-        self.warm_size: int = min(warm_size, max_size)
         self.grow_after: float = grow_after
         self.max_idle: float = max_idle
         self.enabled: bool = grow_after > 0  # whether the rule is on
@@ -144,10 +115,6 @@ class Growth:
         self._ceiling_until: float = float("-inf")
         self._slow_holder: object = None  # the holder that looked slow at the last beat
 
-    def patience(self) -> float:
-        """How long a request must wait before a beat may add connections."""
-        return 0.0 if self.enabled and self.limit < self.warm_size else self.grow_after
-
     @property
     def probing(self) -> bool:
         """Whether a probe is being measured."""
@@ -159,7 +126,6 @@ class Growth:
     def resize(self, min_size: int, max_size: int) -> int:
         """New bounds (the user called ``pool.resize``); return the limit to apply."""
         self.min_size, self.max_size = min_size, max_size
-        self.warm_size = min(self._warm, max_size)
         self.limit = min(max(self.limit, self._floor()), max_size) if self.enabled else max_size
         return self.limit
 
@@ -179,7 +145,6 @@ class Growth:
         *,
         lag: float = 0.0,
         queued_for: float | None = None,
-        waiting: int | None = None,
     ) -> int | None:
         """Return the new limit when one connection is to be added, else ``None``.
 
@@ -198,28 +163,13 @@ class Growth:
                 (``waited`` when not given). A probe needs :data:`PROBE_AFTER`
                 of it: a short burst of quick requests is over before a new
                 connection could pay for its opening.
-            waiting: How many requests wait now. A probe also needs a backlog
-                that keeps the open connections busy for :data:`PROBE_BACKLOG`
-                more seconds at the recent median hold (not checked when not
-                given): the tail of a burst ends before a new connection pays.
         """
-        if not self.enabled or self.limit >= self.max_size:
+        if not self.enabled or waited < self.grow_after or self.limit >= self.max_size:
             return None
-        warming = self.limit < self.warm_size
-        if (waited <= 0.0) if warming else (waited < self.grow_after):
-            return None  # nobody has waited (long enough)
         if sizes.managed < self.limit or sizes.open < sizes.managed:
             if self._probe_from is not None:
                 self._probe_holds.clear()  # count only what ran with the new connection open
             return None  # a connection is being opened: one at a time
-        if warming:
-            self._probe_from = None
-            self._slow_holder = None
-            self.reason = f"requests wait and the pool has fewer than {self.warm_size} connections"
-            added = self.warm_size - self.limit
-            self.grows += added
-            self.limit = self.warm_size
-            return self.limit
         if lag >= self.grow_after * _CONGESTED:
             self._slow_holder = None
             return None
@@ -243,7 +193,6 @@ class Growth:
         if (
             len(self._holds) < WINDOW
             or (waited if queued_for is None else queued_for) < PROBE_AFTER
-            or (waiting is not None and waiting * typical < PROBE_BACKLOG * max(1, sizes.open))
         ):
             return None
         self._probe_from = self.limit

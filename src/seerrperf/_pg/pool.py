@@ -40,7 +40,7 @@ from seerrperf._redact import dsn_secrets, redact
 from seerrperf._runtime import Clock
 
 from .connection import AsyncDeadlineConnection, DeadlineConnection, connection_class
-from .growth import WARM_SIZE, Growth, Sizes
+from .growth import Growth, Sizes
 from .watchdog import call_later, guard_check
 
 __all__ = [
@@ -570,9 +570,7 @@ class _PoolCore:
         self.plan: _PoolPlan = plan
         self.clock: Clock = plan.clock
         self.lock: threading.Lock = threading.Lock()
-        self.growth: Growth = Growth(
-            s.min_size, s.max_size, s.grow_after, s.max_idle, warm_size=WARM_SIZE
-        )
+        self.growth: Growth = Growth(s.min_size, s.max_size, s.grow_after, s.max_idle)
         self.opened_pid: int | None = None
         self._tokens: Iterator[int] = itertools.count()
         self.waiters: dict[int, float] = {}  # token -> when the caller started waiting
@@ -642,7 +640,7 @@ class _PoolCore:
             if start_ticker:
                 self.ticking = True
                 self._queue_since = now
-                self._beat_due = now + self.growth.patience()
+                self._beat_due = now + self.growth.grow_after
         return token, start_ticker
 
     def checkout_ends(self, token: int, conn: object | None) -> None:
@@ -660,13 +658,12 @@ class _PoolCore:
             if since is not None:
                 self.growth.returned(now - since)
 
-    def tick(self, name: str, sizes: Callable[[], Sizes]) -> tuple[int, int, float | None]:
+    def tick(self, name: str, sizes: Callable[[], Sizes]) -> tuple[int | None, float | None]:
         """One beat of the growth ticker.
 
         Returns:
-            The new limit and how many connections to add for it (``0``:
-            none), and the delay before the next beat (``None``: nobody waits,
-            stop).
+            The new limit when one connection is to be added (else ``None``),
+            and the delay before the next beat (``None``: nobody waits, stop).
         """
         grow_after = self.growth.grow_after
         now = self.clock()
@@ -675,15 +672,13 @@ class _PoolCore:
             if not self.waiters:
                 self.ticking = False
                 self.growth.idle()
-                return self.growth.limit, 0, None
+                return None, None
             waited = now - min(self.waiters.values())
-            patience = self.growth.patience()
-            if waited < patience:
-                self._beat_due = now + patience - waited
-                return self.growth.limit, 0, patience - waited
+            if waited < grow_after:
+                self._beat_due = now + grow_after - waited
+                return None, grow_after - waited
             holder, since = min(self.out.items(), key=_second, default=(None, now))
             growth = self.growth
-            before = growth.limit
             limit = growth.decide(
                 waited,
                 holder,
@@ -692,16 +687,14 @@ class _PoolCore:
                 now,
                 lag=lag,
                 queued_for=now - self._queue_since,
-                waiting=len(self.waiters),
             )
             reason, note, growth.note = growth.reason, growth.note, ""
             self._beat_due = now + grow_after
         if note:
             logger.info("pool %r: %s", name, note)
-        if limit is None:
-            return before, 0, grow_after
-        logger.info("pool %r grows to %d connections: %s", name, limit, reason)
-        return limit, limit - before, grow_after
+        if limit is not None:
+            logger.info("pool %r grows to %d connections: %s", name, limit, reason)
+        return limit, grow_after
 
     def decay(self, managed: int) -> int | None:
         with self.lock:
@@ -918,7 +911,7 @@ class TunedConnectionPool(ConnectionPool[SyncConnection]):
             _fail_fast(core, self._open_now)
         token, start_ticker = core.checkout_starts()
         if start_ticker:
-            call_later(core.growth.patience(), functools.partial(_tick, weakref.ref(self)))
+            call_later(core.growth.grow_after, functools.partial(_tick, weakref.ref(self)))
         try:
             conn = super().getconn(timeout)
         except BaseException as exc:
@@ -953,13 +946,12 @@ class TunedConnectionPool(ConnectionPool[SyncConnection]):
         raw = super().get_stats()
         return self._seerrperf.stats(self.name, raw, raw.get("pool_available", 0))
 
-    def _grow_to(self, limit: int, added: int) -> None:
-        # Raising min_size by ``added`` opens that many connections now
-        # (psycopg_pool opens connections on its own only when the next
-        # request queues); the second call puts min_size back, so they can
-        # close again when idle.
+    def _grow_to(self, limit: int) -> None:
+        # Raising min_size by one opens one connection now (psycopg_pool opens
+        # connections on its own only when the next request queues); the
+        # second call puts min_size back, so it can close again when idle.
         low = self._seerrperf.growth.min_size
-        ConnectionPool.resize(self, low + added, limit)
+        ConnectionPool.resize(self, low + 1, limit)
         ConnectionPool.resize(self, low, limit)
 
     def _set_limit(self, limit: int) -> None:
@@ -978,9 +970,9 @@ def _tick(ref: weakref.ref[TunedConnectionPool]) -> None:
     pool = ref()
     if pool is None or pool.closed:
         return
-    limit, added, delay = pool._seerrperf.tick(pool.name, pool._sizes)
-    if added:
-        pool._grow_to(limit, added)
+    limit, delay = pool._seerrperf.tick(pool.name, pool._sizes)
+    if limit is not None:
+        pool._grow_to(limit)
     if delay is not None:
         call_later(delay, functools.partial(_tick, ref))
 
@@ -1049,7 +1041,7 @@ class AsyncTunedConnectionPool(AsyncConnectionPool[AsyncConnection]):
         token, start_ticker = core.checkout_starts()
         if start_ticker:
             loop = asyncio.get_running_loop()
-            loop.call_later(core.growth.patience(), _atick, weakref.ref(self))
+            loop.call_later(core.growth.grow_after, _atick, weakref.ref(self))
         try:
             conn = await super().getconn(timeout)
         except BaseException as exc:
@@ -1089,10 +1081,10 @@ class AsyncTunedConnectionPool(AsyncConnectionPool[AsyncConnection]):
         self._seerrperf_tasks.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._seerrperf_tasks.discard)
 
-    async def _grow_to(self, limit: int, added: int) -> None:
-        # As TunedConnectionPool._grow_to: the connections now, min_size back.
+    async def _grow_to(self, limit: int) -> None:
+        # As TunedConnectionPool._grow_to: one connection now, min_size back.
         low = self._seerrperf.growth.min_size
-        await AsyncConnectionPool.resize(self, low + added, limit)
+        await AsyncConnectionPool.resize(self, low + 1, limit)
         await AsyncConnectionPool.resize(self, low, limit)
 
     async def _set_limit(self, limit: int) -> None:
@@ -1111,9 +1103,9 @@ def _atick(ref: weakref.ref[AsyncTunedConnectionPool]) -> None:
     pool = ref()
     if pool is None or pool.closed:
         return
-    limit, added, delay = pool._seerrperf.tick(pool.name, pool._sizes)
-    if added:
-        pool._spawn(pool._grow_to(limit, added))
+    limit, delay = pool._seerrperf.tick(pool.name, pool._sizes)
+    if limit is not None:
+        pool._spawn(pool._grow_to(limit))
     if delay is not None:
         asyncio.get_running_loop().call_later(delay, _atick, ref)
 
