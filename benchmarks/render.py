@@ -406,6 +406,56 @@ def redis_blocks(data: dict[str, Any]) -> str:
     )
 
 
+def fleet(data: dict[str, Any]) -> str:
+    """bench_fleet: per-process caches vs the shared tier, 4 worker processes."""
+    p = data["parameters"]
+    names = {
+        "per_process": "per process",
+        "shared": "shared tier",
+        "shared_redis_stopped_halfway": "shared tier, Redis stopped halfway",
+    }
+    rows = [
+        [
+            names.get(name, name),
+            f"{b['upstream_calls']} / {b['distinct_ids']}",
+            f"{b['upstream_x_distinct']:.2f}x",
+            f"{b['busiest_second']}",
+            f"{b['busiest_x_max_rps']:.2f}x",
+            b["failed_requests"],
+            b["fallbacks"],
+        ]
+        for name, b in data["builds"].items()
+    ]
+    inv, hit, local = data["invalidation"], data["shared_hit"], data["local_hit"]
+    return "\n".join(
+        [
+            "## Fleet (`bench_fleet.py`)",
+            "",
+            f"{p['processes']} worker processes x {p['tasks']} tasks, "
+            f"{p['requests_per_process']} Zipf requests each over {p['ids']} ids, FakeTmdb at "
+            f"{p['latency_s'] * 1000:.0f} ms, max_rps={p['max_rps']}, real Valkey.",
+            "",
+            table(
+                [
+                    "build",
+                    "upstream / distinct ids",
+                    "ratio",
+                    "busiest 1 s",
+                    "x max_rps",
+                    "failed",
+                    "fallbacks",
+                ],
+                rows,
+            ),
+            "",
+            f"Invalidation across processes: p50 {inv['p50_ms']:.2f} ms, "
+            f"p99 {inv['p99_ms']:.2f} ms "
+            f"({inv['deletes']} deletes). Shared hit p50: {hit['p50_us']:.0f} us. A local hit "
+            f"with a shared tier beneath costs {local['median_round_ratio']:.2f}x one without.",
+        ]
+    )
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "bench_pool": pool,
     "bench_lock": lock,
@@ -413,6 +463,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "bench_batch": batch,
     "bench_tmdb": tmdb,
     "bench_redis": redis_blocks,
+    "bench_fleet": fleet,
 }
 
 
